@@ -1,0 +1,3 @@
+from cdc_generator.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Reading, validating and modelling the configuration files."""

@@ -1,0 +1,233 @@
+"""Semantic checks a JSON Schema cannot express, run across all config files."""
+
+from __future__ import annotations
+
+import difflib
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+from cdc_generator import names, rowfilter
+from cdc_generator.config.model import (
+    DEFAULT_SCHEMA,
+    Config,
+    GroupType,
+    Isolation,
+    ServerGroup,
+    Service,
+    Setting,
+)
+from cdc_generator.errors import Problem
+
+CUSTOMER_PLACEHOLDER = "{{CUSTOMER_ID}}"
+
+
+def check_config(config: Config, root: Path) -> list[Problem]:
+    return [
+        *_environments(config),
+        *_groups(config, root),
+        *_services(config),
+    ]
+
+
+def _suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"known: {', '.join(sorted(candidates))}" if candidates else ""
+
+
+def _password(setting: Setting, what: str) -> Iterator[Problem]:
+    if not setting.is_placeholder:
+        yield setting.origin.problem(
+            f"{what} password is a literal value; secrets must not be committed",
+            "write a placeholder such as ${POSTGRES_PASSWORD}; "
+            "Kafka Connect resolves it at run time",
+        )
+
+
+def _environments(config: Config) -> Iterator[Problem]:
+    if not config.environments:
+        yield Problem(config.groups_file, 1, 1, "environments",
+                      "no environments defined", "remove 'environments:' or add one")
+    seen: dict[tuple[str, str], str] = {}
+    for env in config.environments:
+        yield from _password(env.sink.password, f"environment {env.name!r} sink")
+        key = (env.namespace, env.connect_cluster)
+        if key in seen:
+            yield env.origin.problem(
+                f"environments {seen[key]!r} and {env.name!r} deploy to the same namespace "
+                f"{env.namespace!r} and Kafka Connect cluster {env.connect_cluster!r}; "
+                "their connector names would collide",
+                "give each environment its own namespace or connect_cluster",
+            )
+        seen[key] = env.name
+
+
+def _groups(config: Config, root: Path) -> Iterator[Problem]:
+    service_names = {s.name for s in config.services}
+    env_names = {e.name for e in config.environments}
+    by_k8s: dict[str, str] = {}
+    for group in config.server_groups:
+        if group.name in by_k8s.values():
+            yield group.origin.problem(f"server group {group.name!r} is defined twice")
+        by_k8s[group.name] = group.name
+        yield from _password(group.server.password, f"server group {group.name!r}")
+        if group.type is GroupType.DB_PER_TENANT and group.isolation is not Isolation.COLUMN:
+            yield group.origin.problem(
+                "isolation applies to db-shared groups only",
+                "remove 'isolation': each tenant has its own database",
+            )
+        yield from _group_databases(group, service_names, env_names)
+
+
+def _group_databases(
+    group: ServerGroup, service_names: set[str], env_names: set[str]
+) -> Iterator[Problem]:
+    customers: dict[str, str] = {}
+    shared_services: dict[str, str] = {}
+    for db in group.databases:
+        service = group.service_of(db)
+        if service is None:
+            yield db.origin.problem(
+                f"database {db.name!r} names no service",
+                "set 'service:' on the database or on the server group",
+            )
+        elif service not in service_names:
+            yield db.origin.problem(
+                f"service {service!r} has no file services/{service}.yaml",
+                f"create it with: cdc-generator manage-service --create {service} "
+                f"--server-group {group.name}",
+            )
+        for env in dict(db.name_by_environment):
+            if env not in env_names:
+                yield db.origin.problem(
+                    f"name_by_environment names unknown environment {env!r}",
+                    _suggest(env, sorted(env_names)),
+                )
+        if group.type is GroupType.DB_PER_TENANT:
+            if db.customer is None:
+                yield db.origin.problem(
+                    f"database {db.name!r} in db-per-tenant group {group.name!r} has no customer",
+                    "add 'customer: <tenant id>'",
+                )
+                continue
+            key = f"{service}/{names.k8s(db.customer)}"
+            if key in customers:
+                same = customers[key] == db.customer
+                yield db.origin.problem(
+                    f"customer {db.customer!r} appears twice for service {service!r}"
+                    if same else
+                    f"customers {customers[key]!r} and {db.customer!r} collide after "
+                    f"normalisation to {names.k8s(db.customer)!r}",
+                    "each tenant database needs a distinct customer id",
+                )
+            customers[key] = db.customer
+            if not names.is_dns_label(names.k8s(db.customer)):
+                yield db.origin.problem(
+                    f"customer {db.customer!r} cannot become a Kubernetes name "
+                    f"({names.k8s(db.customer)!r} is not a DNS-1123 label)",
+                    "use letters, digits, '-' or '_', starting and ending with a letter or digit",
+                )
+        else:
+            if db.customer is not None:
+                yield db.origin.problem(
+                    "customer applies to db-per-tenant groups only",
+                    "remove 'customer:' or make the group db-per-tenant",
+                )
+            if service is not None:
+                if service in shared_services:
+                    yield db.origin.problem(
+                        f"service {service!r} has two databases in db-shared group "
+                        f"{group.name!r} ({shared_services[service]!r} and {db.name!r})",
+                        "a db-shared service reads exactly one database",
+                    )
+                shared_services[service] = db.name
+        if group.isolation is Isolation.SCHEMA and not db.schemas:
+            yield db.origin.problem(
+                "schema isolation needs the tenant schemas listed",
+                "add 'schemas: [customer_a, customer_b, ...]'",
+            )
+
+
+def _services(config: Config) -> Iterator[Problem]:
+    group_names = sorted(g.name for g in config.server_groups)
+    seen_k8s: dict[str, str] = {}
+    for service in config.services:
+        k8s = names.k8s(service.name)
+        if not names.is_dns_label(k8s):
+            yield service.origin.problem(
+                f"service name {service.name!r} cannot become a Kubernetes name ({k8s!r})",
+                "use letters, digits, '-' or '_', starting and ending with a letter or digit",
+            )
+        elif k8s in seen_k8s:
+            yield service.origin.problem(
+                f"services {seen_k8s[k8s]!r} and {service.name!r} collide after normalisation "
+                f"to {k8s!r}", "rename one of them",
+            )
+        seen_k8s[k8s] = service.name
+        group = config.group(service.server_group)
+        if group is None:
+            origin = service.origin
+            yield origin.problem(
+                f"server group {service.server_group!r} does not exist in {config.groups_file}",
+                _suggest(service.server_group, group_names),
+            )
+            continue
+        if not any(group.service_of(db) == service.name for db in group.databases):
+            yield service.origin.problem(
+                f"server group {group.name!r} has no database for service {service.name!r}",
+                f"add a database with 'service: {service.name}' to the group",
+            )
+        yield from _tables(service, group)
+
+
+def _tables(service: Service, group: ServerGroup) -> Iterator[Problem]:
+    seen: dict[tuple[str, str], int] = {}
+    listed = {s for db in group.databases if group.service_of(db) == service.name
+              for s in db.schemas}
+    by_name: dict[str, set[str | None]] = defaultdict(set)
+    for table in service.tables:
+        key = (table.schema or "*", table.name)
+        if key in seen:
+            where = f"{table.schema}.{table.name}" if table.schema else table.name
+            yield table.origin.problem(
+                f"table {where!r} is listed twice (first at table #{seen[key] + 1})",
+                "remove the duplicate entry",
+            )
+        seen[key] = len(seen)
+        by_name[table.name].add(table.schema)
+        if not table.primary_key:
+            yield table.origin.problem(
+                f"table {table.name!r} has no primary_key",
+                "set primary_key (one column or a list), or let "
+                "'cdc-generator manage-service --add-table' read it from the database",
+            )
+        if table.schema and listed and table.schema not in listed:
+            yield table.origin.problem(
+                f"schema {table.schema!r} is not among the database's schemas "
+                f"({', '.join(sorted(listed))})",
+                "add the schema to the database in server-groups.yaml or fix the table",
+            )
+        if table.schema is None and not listed and group.isolation is Isolation.SCHEMA:
+            yield table.origin.problem("table has no schema and the database lists none")
+        if table.filter:
+            try:
+                rowfilter.canonical(table.filter.replace(CUSTOMER_PLACEHOLDER, "tenant"))
+            except rowfilter.RowFilterError as exc:
+                yield table.origin.problem(f"filter: {exc}", exc.hint)
+        if (table.filter and CUSTOMER_PLACEHOLDER in table.filter
+                and group.type is GroupType.DB_SHARED):
+            yield table.origin.problem(
+                f"{CUSTOMER_PLACEHOLDER} in a filter needs a db-per-tenant group",
+                "a db-shared pipeline serves all customers: write the customer ids literally",
+            )
+    if group.type is GroupType.DB_PER_TENANT:
+        for name, schemas in by_name.items():
+            effective = {s or DEFAULT_SCHEMA for s in schemas}
+            if len(schemas) > 1 or (None in schemas and len(listed) > 1):
+                yield service.origin.problem(
+                    f"table {name!r} would be captured from several schemas "
+                    f"({', '.join(sorted(effective | listed))}) into one tenant topic",
+                    "in a db-per-tenant service give each table an explicit schema",
+                )

@@ -1,0 +1,263 @@
+"""Typed, frozen view of the configuration, built once from schema-valid data.
+
+Nothing past this module indexes raw YAML dictionaries.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from cdc_generator.config.load import Document, KeyPath, format_key_path
+from cdc_generator.errors import Problem
+
+DEFAULT_ENVIRONMENTS = ("nonprod", "prod")
+DEFAULT_SCHEMA = "public"
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a model object came from, so later checks can point at the line."""
+
+    file: str
+    line: int
+    col: int
+    key_path: str
+
+    @classmethod
+    def of(cls, doc: Document, path: KeyPath) -> Origin:
+        line, col = doc.position(path)
+        return cls(doc.path, line, col, format_key_path(path))
+
+    def problem(self, message: str, hint: str = "") -> Problem:
+        return Problem(self.file, self.line, self.col, self.key_path, message, hint)
+
+
+class GroupType(StrEnum):
+    DB_SHARED = "db-shared"
+    DB_PER_TENANT = "db-per-tenant"
+
+
+class Isolation(StrEnum):
+    COLUMN = "column"
+    SCHEMA = "schema"
+    RLS = "rls"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A config value: a literal, or text with `${VAR}` placeholders."""
+
+    value: str
+    origin: Origin
+
+    @property
+    def is_placeholder(self) -> bool:
+        return PLACEHOLDER.fullmatch(self.value) is not None
+
+
+@dataclass(frozen=True)
+class Sink:
+    host: Setting
+    port: Setting
+    database: Setting | None  # None: the service name
+    user: Setting
+    password: Setting
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    namespace: str
+    connect_cluster: str
+    sink_tasks_max: int
+    heartbeat_interval_ms: int
+    snapshot_mode: str
+    sink: Sink
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Server:
+    host: Setting
+    port: Setting
+    user: Setting
+    password: Setting
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+    service: str | None
+    customer: str | None
+    schemas: tuple[str, ...]
+    name_by_environment: tuple[tuple[str, str], ...]
+    origin: Origin
+
+    def name_in(self, environment: str) -> str:
+        return dict(self.name_by_environment).get(environment, self.name)
+
+
+@dataclass(frozen=True)
+class ServerGroup:
+    name: str
+    type: GroupType
+    service: str | None
+    isolation: Isolation
+    tenant_column: str
+    server: Server
+    databases: tuple[Database, ...]
+    origin: Origin
+
+    def service_of(self, database: Database) -> str | None:
+        return database.service or self.service
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str | None  # None: every schema of the database
+    name: str
+    primary_key: tuple[str, ...]
+    filter: str | None
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    server_group: str
+    tables: tuple[Table, ...]
+    file: str
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Config:
+    environments: tuple[Environment, ...]
+    server_groups: tuple[ServerGroup, ...]
+    services: tuple[Service, ...]
+    groups_file: str
+    group_by_name: dict[str, ServerGroup] = field(hash=False, compare=False, repr=False)
+
+    def group(self, name: str) -> ServerGroup | None:
+        return self.group_by_name.get(name)
+
+
+def env_var_name(*parts: str) -> str:
+    return "_".join(re.sub(r"[^A-Za-z0-9]+", "_", p).upper() for p in parts)
+
+
+# ---------------------------------------------------------------- builders
+
+
+def _setting(doc: Document, raw: dict[str, Any], path: KeyPath, key: str, default: str) -> Setting:
+    value = raw.get(key)
+    text = default if value is None else str(value)
+    return Setting(text, Origin.of(doc, (*path, key)))
+
+
+def build_environments(doc: Document) -> tuple[Environment, ...]:
+    raw_envs = doc.data.get("environments")
+    if raw_envs is None:
+        raw_envs = {name: {} for name in DEFAULT_ENVIRONMENTS}
+    out = []
+    for name, maybe_raw in raw_envs.items():
+        raw = maybe_raw or {}
+        path: KeyPath = ("environments", name)
+        sink_raw = raw.get("sink") or {}
+        sink_path = (*path, "sink")
+        database = sink_raw.get("database")
+        sink = Sink(
+            host=_setting(doc, sink_raw, sink_path, "host", "${POSTGRES_SINK_HOST}"),
+            port=_setting(doc, sink_raw, sink_path, "port", "5432"),
+            database=(None if database is None
+                      else _setting(doc, sink_raw, sink_path, "database", "")),
+            user=_setting(doc, sink_raw, sink_path, "user", "${POSTGRES_USER}"),
+            password=_setting(doc, sink_raw, sink_path, "password", "${POSTGRES_PASSWORD}"),
+        )
+        out.append(
+            Environment(
+                name=name,
+                namespace=raw.get("namespace", "kafka"),
+                connect_cluster=raw.get("connect_cluster", "cdc-connect"),
+                sink_tasks_max=int(raw.get("sink_tasks_max", 1)),
+                heartbeat_interval_ms=int(raw.get("heartbeat_interval_ms", 10000)),
+                snapshot_mode=raw.get("snapshot_mode", "initial"),
+                sink=sink,
+                origin=Origin.of(doc, path),
+            )
+        )
+    return tuple(out)
+
+
+def build_server_groups(doc: Document) -> tuple[ServerGroup, ...]:
+    groups = []
+    for gi, raw in enumerate(doc.data["server_groups"]):
+        path: KeyPath = ("server_groups", gi)
+        server_raw = raw["server"]
+        server_path = (*path, "server")
+        name = str(raw["name"])
+        server = Server(
+            host=_setting(doc, server_raw, server_path, "host", ""),
+            port=_setting(doc, server_raw, server_path, "port",
+                          f"${{{env_var_name('POSTGRES', name, 'PORT')}}}"),
+            user=_setting(doc, server_raw, server_path, "user",
+                          f"${{{env_var_name('POSTGRES', name, 'USER')}}}"),
+            password=_setting(doc, server_raw, server_path, "password",
+                              f"${{{env_var_name('POSTGRES', name, 'PASSWORD')}}}"),
+        )
+        databases = []
+        for di, db in enumerate(raw["databases"]):
+            db_path = (*path, "databases", di)
+            databases.append(
+                Database(
+                    name=str(db["name"]),
+                    service=db.get("service"),
+                    customer=None if db.get("customer") is None else str(db["customer"]),
+                    schemas=tuple(db.get("schemas") or ()),
+                    name_by_environment=tuple(
+                        sorted((db.get("name_by_environment") or {}).items())
+                    ),
+                    origin=Origin.of(doc, db_path),
+                )
+            )
+        groups.append(
+            ServerGroup(
+                name=name,
+                type=GroupType(raw["server_group_type"]),
+                service=raw.get("service"),
+                isolation=Isolation(raw.get("isolation", "column")),
+                tenant_column=raw.get("tenant_column", "customer_id"),
+                server=server,
+                databases=tuple(databases),
+                origin=Origin.of(doc, path),
+            )
+        )
+    return tuple(groups)
+
+
+def build_service(doc: Document) -> Service:
+    raw = doc.data
+    tables = []
+    for ti, t in enumerate(raw["source"]["tables"]):
+        pk = t.get("primary_key")
+        primary_key = () if pk is None else ((pk,) if isinstance(pk, str) else tuple(pk))
+        tables.append(
+            Table(
+                schema=t.get("schema"),
+                name=t["name"],
+                primary_key=primary_key,
+                filter=t.get("filter"),
+                origin=Origin.of(doc, ("source", "tables", ti)),
+            )
+        )
+    return Service(
+        name=str(raw["service"]),
+        server_group=str(raw["server_group"]),
+        tables=tuple(tables),
+        file=doc.path,
+        origin=Origin.of(doc, ()),
+    )

@@ -1,0 +1,118 @@
+"""JSON Schema validation of the config, each error mapped back to file:line:col."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from cdc_generator.config.load import Document, KeyPath
+from cdc_generator.errors import Problem
+
+SERVER_GROUPS_SCHEMA = "server-groups.schema.json"
+SERVICE_SCHEMA = "service.schema.json"
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    text = resources.files("cdc_generator").joinpath("schemas", name).read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(schema(name))
+
+
+def validate(doc: Document, schema_name: str) -> list[Problem]:
+    """Every schema violation in `doc`, located and explained."""
+    problems = []
+    for error in _validator(schema_name).iter_errors(doc.data):
+        problems.append(_to_problem(doc, _most_specific(error)))
+    return problems
+
+
+def _most_specific(error: ValidationError) -> ValidationError:
+    # oneOf/anyOf report "is not valid under any of the given schemas": the
+    # branch that came closest says more.
+    if error.context:
+        inner = best_match(error.context)
+        if inner is not None:
+            return _most_specific(inner)
+    return error
+
+
+def _to_problem(doc: Document, error: ValidationError) -> Problem:
+    path: KeyPath = tuple(error.absolute_path)
+    validator = error.validator
+    instance = error.instance
+    message, hint = error.message, ""
+    if validator == "additionalProperties" and isinstance(instance, dict):
+        allowed = sorted(error.schema.get("properties", {})) if isinstance(
+            error.schema, dict) else []
+        extra = [k for k in instance if k not in allowed]
+        if extra:
+            key = extra[0]
+            path = (*path, key)
+            message = f"unknown key {key!r}"
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint += f"allowed keys: {', '.join(allowed)}"
+    elif validator == "required":
+        message = f"missing required key {_quoted_name(str(error.message))}"
+    elif validator == "type":
+        message = f"expected {_type_name(error.validator_value)}, got {_describe(instance)}"
+    elif validator in {"enum", "const"}:
+        raw_values: Any = error.validator_value
+        values = list(raw_values) if validator == "enum" else [raw_values]
+        message = f"{_describe(instance)} is not allowed"
+        hint = "use one of: " + ", ".join(str(v) for v in values)
+    elif validator == "pattern":
+        message = f"{instance!r} does not match the required pattern {error.validator_value}"
+        hint = _pattern_hint(str(error.validator_value))
+    elif validator == "minItems" and instance == []:
+        message = "must not be empty"
+    elif validator == "propertyNames":
+        message = f"{error.instance!r} is not a valid name here: {error.message}"
+    return doc.problem(path, message, hint)
+
+
+def _quoted_name(message: str) -> str:
+    # jsonschema says "'name' is a required property"
+    return message.split(" is a required property", maxsplit=1)[0]
+
+
+def _type_name(value: Any) -> str:
+    names = {"object": "a mapping", "array": "a list", "string": "a string",
+             "integer": "an integer", "boolean": "true or false", "number": "a number"}
+    if isinstance(value, list):
+        return " or ".join(names.get(str(v), str(v)) for v in value)
+    return names.get(str(value), str(value))
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"number {value}"
+    return repr(value)
+
+
+def _pattern_hint(pattern: str) -> str:
+    if pattern.startswith("^[a-z0-9]([-a-z0-9]"):
+        return "use lower-case letters, digits and '-' (a DNS-1123 label)"
+    if pattern.startswith("^[A-Za-z_][A-Za-z0-9_]"):
+        return "use a plain SQL identifier: letters, digits and '_', not starting with a digit"
+    return "use letters, digits, '_', '-' and '.'"

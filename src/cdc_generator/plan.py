@@ -1,0 +1,269 @@
+"""Pure expansion of the model: groups x environments x tenants -> pipeline specs.
+
+Every name that must be unique (connector, slot, publication, topic prefix,
+topic) is decided here, and collisions are reported here, so templates only
+lay out values they are given.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from cdc_generator import names, rowfilter
+from cdc_generator.config.checks import CUSTOMER_PLACEHOLDER
+from cdc_generator.config.model import (
+    DEFAULT_SCHEMA,
+    PLACEHOLDER,
+    Config,
+    Database,
+    Environment,
+    GroupType,
+    Origin,
+    ServerGroup,
+    Service,
+    Table,
+)
+from cdc_generator.errors import ConfigError, Problem
+
+ROUTER_KEY_FIELD = "__dbz__physicalTableIdentifier"
+
+
+def connect_ref(value: str) -> str:
+    """`${VAR}` in our config -> `${env:VAR}`, resolved by Kafka Connect's EnvVarConfigProvider."""
+    return PLACEHOLDER.sub(r"${env:\1}", value)
+
+
+@dataclass(frozen=True)
+class CapturedTable:
+    schema: str
+    name: str
+    primary_key: tuple[str, ...]
+    filter: str | None  # canonical SQL boolean expression
+    topic: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    database: str
+    hostname: str
+    port: str
+    user: str
+    password: str
+    slot_name: str
+    publication_name: str
+    publication_autocreate_mode: str
+    topic_prefix: str
+    tables: tuple[CapturedTable, ...]
+    route_regex: str
+    route_replacement: str
+    key_uniqueness: bool
+    key_field_name: str
+    heartbeat_interval_ms: int
+    snapshot_mode: str
+
+    @property
+    def table_include_list(self) -> str:
+        return ",".join(names.java_regex_literal(t.qualified) for t in self.tables)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(sorted({t.topic for t in self.tables}))
+
+    @property
+    def filtered_tables(self) -> tuple[CapturedTable, ...]:
+        return tuple(t for t in self.tables if t.filter)
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    name: str
+    connection_url: str
+    user: str
+    password: str
+    topics: tuple[str, ...]
+    collection_name_format: str
+    drop_key_field: str | None
+    tasks_max: int
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One source + sink pair: a db-shared service, or one tenant database."""
+
+    service: str
+    environment: str
+    customer: str | None
+    namespace: str
+    connect_cluster: str
+    group: str
+    group_type: GroupType
+    isolation: str
+    source: SourceSpec
+    sink: SinkSpec
+    service_file: str
+
+    @property
+    def directory(self) -> str:
+        return f"pipelines/{names.k8s(self.service)}/{self.environment}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    pipelines: tuple[Pipeline, ...]
+    groups_file: str
+
+
+def build_plan(config: Config, *, service: str | None = None,
+               environment: str | None = None) -> Plan:
+    """Expand the whole config (collisions are checked across all of it), then
+    keep the pipelines of the requested service/environment."""
+    pipelines = [
+        _pipeline(config, svc, group, env, db)
+        for svc in config.services
+        if (group := config.group(svc.server_group)) is not None
+        for env in config.environments
+        for db in _databases_of(group, svc)
+    ]
+    problems = list(_collisions(pipelines, config))
+    if problems:
+        raise ConfigError(problems)
+    chosen = tuple(
+        p for p in pipelines
+        if (service is None or p.service == service)
+        and (environment is None or p.environment == environment)
+    )
+    return Plan(chosen, config.groups_file)
+
+
+def _databases_of(group: ServerGroup, service: Service) -> list[Database]:
+    dbs = [db for db in group.databases if group.service_of(db) == service.name]
+    return dbs[:1] if group.type is GroupType.DB_SHARED else dbs
+
+
+def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environment,
+              db: Database) -> Pipeline:
+    customer = db.customer if group.type is GroupType.DB_PER_TENANT else None
+    prefix = names.topic_prefix(service.name, customer)
+    tables = tuple(
+        CapturedTable(
+            schema=schema,
+            name=table.name,
+            primary_key=table.primary_key,
+            filter=_filter(table, customer),
+            topic=f"{prefix}.{table.name}",
+        )
+        for table in service.tables
+        for schema in _schemas_of(table, db)
+    )
+    feeds: dict[str, set[str]] = defaultdict(set)
+    for t in tables:
+        feeds[t.topic].add(t.schema)
+    key_uniqueness = any(len(schemas) > 1 for schemas in feeds.values())
+    slot = names.slot_name(service.name, customer, env.name)
+    base = names.k8s(service.name, *([customer] if customer else []))
+    escaped = names.java_regex_literal(prefix)
+    source = SourceSpec(
+        name=f"source-{base}",
+        database=db.name_in(env.name),
+        hostname=connect_ref(group.server.host.value),
+        port=connect_ref(group.server.port.value),
+        user=connect_ref(group.server.user.value),
+        password=connect_ref(group.server.password.value),
+        slot_name=slot,
+        publication_name=slot,
+        publication_autocreate_mode=(
+            "disabled" if any(t.filter for t in tables) else "filtered"
+        ),
+        topic_prefix=prefix,
+        tables=tables,
+        route_regex=f"{escaped}\\.([^.]+)\\.([^.]+)",
+        route_replacement=f"{prefix}.$2",
+        key_uniqueness=key_uniqueness,
+        key_field_name=ROUTER_KEY_FIELD,
+        heartbeat_interval_ms=env.heartbeat_interval_ms,
+        snapshot_mode=env.snapshot_mode,
+    )
+    sink_db = env.sink.database.value if env.sink.database else names.sql_ident(service.name)
+    target_schema = (
+        names.sql_ident(customer) if customer is not None else "${source.schema}"
+    )
+    sink = SinkSpec(
+        name=f"sink-{base}",
+        connection_url=(
+            f"jdbc:postgresql://{connect_ref(env.sink.host.value)}:"
+            f"{connect_ref(env.sink.port.value)}/{connect_ref(sink_db)}"
+        ),
+        user=connect_ref(env.sink.user.value),
+        password=connect_ref(env.sink.password.value),
+        topics=source.topics,
+        collection_name_format=f"{target_schema}.${{source.table}}",
+        drop_key_field=ROUTER_KEY_FIELD if key_uniqueness else None,
+        tasks_max=env.sink_tasks_max,
+    )
+    return Pipeline(
+        service=service.name,
+        environment=env.name,
+        customer=customer,
+        namespace=env.namespace,
+        connect_cluster=env.connect_cluster,
+        group=group.name,
+        group_type=group.type,
+        isolation=group.isolation.value,
+        source=source,
+        sink=sink,
+        service_file=service.file,
+    )
+
+
+def _schemas_of(table: Table, db: Database) -> tuple[str, ...]:
+    if table.schema:
+        return (table.schema,)
+    return db.schemas or (DEFAULT_SCHEMA,)
+
+
+def _filter(table: Table, customer: str | None) -> str | None:
+    if table.filter is None:
+        return None
+    text = table.filter
+    if customer is not None:
+        text = text.replace(CUSTOMER_PLACEHOLDER, customer)
+    return rowfilter.canonical(text)
+
+
+def _collisions(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
+    """Two connectors sharing a slot, topic prefix, topic or name lose data silently."""
+    origins = {s.name: s.origin for s in config.services}
+    seen: dict[tuple[str, str, str], Pipeline] = {}
+    for p in pipelines:
+        keys = [
+            ("replication slot", p.source.slot_name),
+            ("topic prefix", p.source.topic_prefix),
+            ("connector name", f"{p.namespace}/{p.source.name}"),
+            *(("topic", t) for t in p.source.topics),
+        ]
+        for kind, value in keys:
+            key = (p.environment, kind, value)
+            other = seen.get(key)
+            if other is not None and other is not p:
+                yield _origin(origins, p).problem(
+                    f"{kind} {value!r} of {_who(p)} collides with {_who(other)} "
+                    f"in environment {p.environment!r}",
+                    "two connectors must never share a slot, topic prefix or topic: "
+                    "rename a service or customer",
+                )
+            seen[key] = p
+
+
+def _who(p: Pipeline) -> str:
+    return f"service {p.service!r}" + (f" customer {p.customer!r}" if p.customer else "")
+
+
+def _origin(origins: dict[str, Origin], p: Pipeline) -> Origin:
+    return origins[p.service]

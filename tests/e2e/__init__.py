@@ -1,0 +1,1 @@
+"""End-to-end harness: Tansu broker + Kafka Connect worker (+ PostgreSQL) on loopback."""
