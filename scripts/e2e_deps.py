@@ -22,12 +22,22 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from e2e import stack  # noqa: E402  (tests/ is not a package)
+
+def _load_stack() -> types.ModuleType:
+    """tests/e2e/stack.py holds the locate_* functions (stdlib only, importable before
+    anything is installed); tests/ is not a package, hence the path entry."""
+    tests_dir = str(REPO_ROOT / "tests")
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    return importlib.import_module("e2e.stack")
+
+
+stack = _load_stack()
 
 #: (distribution, pinned version, install with --no-deps)
 PINNED: tuple[tuple[str, str, bool], ...] = (
@@ -74,7 +84,17 @@ def ensure() -> dict[str, str]:
         "jetty_security_jar": str(stack.locate_jetty_security_jar()),
         "java": str(stack.locate_java()),
         "classpath_jars": str(len(classpath)),
+        "kafka_client": kafka_client(),
     }
+
+
+def kafka_client() -> str:
+    """The Python Kafka client the tests read topics with (a dev dependency, not
+    installed here)."""
+    version = installed_version("confluent-kafka")
+    if version is None:
+        return "MISSING: confluent-kafka (install the project's dev extras)"
+    return f"confluent-kafka {version}"
 
 
 def java_version(java: str) -> str:

@@ -73,6 +73,14 @@ class SourceSpec:
         return ",".join(names.java_regex_literal(t.qualified) for t in self.tables)
 
     @property
+    def message_key_columns(self) -> str:
+        """The configured primary keys as Debezium's `message.key.columns`."""
+        return ";".join(
+            f"{names.java_regex_literal(t.qualified)}:{','.join(t.primary_key)}"
+            for t in self.tables
+        )
+
+    @property
     def topics(self) -> tuple[str, ...]:
         return tuple(sorted({t.topic for t in self.tables}))
 

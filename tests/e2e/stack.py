@@ -352,7 +352,7 @@ logger.jetty.level = WARN
 """
 
 
-def worker_properties(*, bootstrap: str, rest_port: int, data_dir: Path) -> dict[str, str]:
+def worker_properties(*, bootstrap: str, rest_port: int) -> dict[str, str]:
     """The distributed worker's configuration, tuned for one worker on Tansu."""
     fast_client = {
         # Tansu does not wake a parked fetch when data arrives: keep the park short
@@ -361,7 +361,7 @@ def worker_properties(*, bootstrap: str, rest_port: int, data_dir: Path) -> dict
         "session.timeout.ms": "2000",
         "heartbeat.interval.ms": "500",
     }
-    props = {
+    return {
         "bootstrap.servers": bootstrap,
         "group.id": WORKER_GROUP,
         "listeners": f"http://127.0.0.1:{rest_port}",
@@ -382,7 +382,8 @@ def worker_properties(*, bootstrap: str, rest_port: int, data_dir: Path) -> dict
         "status.storage.partitions": "1",
         "offset.flush.interval.ms": "500",
         "offset.flush.timeout.ms": "5000",
-        # worker group membership (and, with the prefixes, every client the worker makes)
+        # unprefixed: the worker's group membership and its internal-topic clients;
+        # consumer.*: sink tasks' consumers
         **fast_client,
         **{f"consumer.{k}": v for k, v in fast_client.items()},
         "rebalance.timeout.ms": "10000",
@@ -398,10 +399,7 @@ def worker_properties(*, bootstrap: str, rest_port: int, data_dir: Path) -> dict
             "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
         ),
         "topic.creation.enable": "true",
-        "metadata.max.age.ms": "2000",
     }
-    del data_dir  # reserved: a file-backed variant would keep offsets here
-    return props
 
 
 def _write_properties(path: Path, props: Mapping[str, str]) -> None:
@@ -483,7 +481,21 @@ class Stack:
         return self.connect_url + "/" + "/".join(urllib.parse.quote(p, safe="") for p in parts)
 
     def request(self, method: str, path: str, body: Any = None) -> HttpResult:
-        return _http(method, self.connect_url + path, body)
+        return self._send(method, self.connect_url + path, body)
+
+    def _send(
+        self, method: str, url: str, body: Any = None, *, timeout: float = 60.0
+    ) -> HttpResult:
+        """One REST call, repeated while the worker answers 409 (a rebalance is under
+        way: connectors were just added or removed) or 503 (still starting), up to
+        ``timeout`` seconds in all."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = _http(method, url, body, timeout=max(1.0, deadline - time.monotonic()))
+            if result.status not in (409, 503) or time.monotonic() >= deadline:
+                return result
+            log.debug("%s %s: HTTP %d, retrying: %s", method, url, result.status, result.body)
+            time.sleep(0.2)
 
     def _check(self, what: str, result: HttpResult, *ok: int) -> Any:
         if result.status not in ok:
@@ -493,7 +505,7 @@ class Stack:
     def connector_plugins(self) -> list[dict[str, Any]]:
         body = self._check(
             "GET /connector-plugins",
-            _http("GET", self._url("connector-plugins") + "?connectorsOnly=true"),
+            self._send("GET", self._url("connector-plugins") + "?connectorsOnly=true"),
             200,
         )
         return list(body)
@@ -503,35 +515,39 @@ class Stack:
         counts problems. ``connector.class`` and ``name`` are filled in when missing
         (the endpoint refuses a body without ``name``)."""
         body = {"connector.class": connector_class, "name": "validate", **config}
-        result = _http(
-            "PUT", self._url("connector-plugins", connector_class, "config", "validate"), body
+        result = self._send(
+            "PUT",
+            self._url("connector-plugins", connector_class, "config", "validate"),
+            body,
+            timeout=120.0,  # Debezium connects to the database to validate
         )
         answer = self._check(f"validate {connector_class}", result, 200)
         return dict(answer)
 
     def create(self, name: str, config: Mapping[str, str]) -> dict[str, Any]:
         """POST /connectors; returns the worker's answer (``name``, ``config``, ``tasks``)."""
-        result = _http("POST", self._url("connectors"), {"name": name, "config": dict(config)})
+        result = self._send("POST", self._url("connectors"), {"name": name, "config": dict(config)})
         return dict(self._check(f"create connector {name}", result, 201))
 
     def put_config(self, name: str, config: Mapping[str, str]) -> dict[str, Any]:
         """PUT /connectors/{name}/config (create or update)."""
-        result = _http("PUT", self._url("connectors", name, "config"), dict(config))
+        result = self._send("PUT", self._url("connectors", name, "config"), dict(config))
         return dict(self._check(f"configure connector {name}", result, 200, 201))
 
     def status(self, name: str) -> dict[str, Any] | None:
         """GET /connectors/{name}/status, or None when there is no such connector."""
-        result = _http("GET", self._url("connectors", name, "status"))
+        result = self._send("GET", self._url("connectors", name, "status"))
         if result.status == 404:
             return None
         return dict(self._check(f"status of {name}", result, 200))
 
     def connectors(self) -> list[str]:
-        return list(self._check("GET /connectors", _http("GET", self._url("connectors")), 200))
+        result = self._send("GET", self._url("connectors"))
+        return list(self._check("GET /connectors", result, 200))
 
     def delete(self, name: str, *, timeout: float = 30.0) -> None:
         """DELETE /connectors/{name}; wait until neither its config nor its status is left."""
-        result = _http("DELETE", self._url("connectors", name))
+        result = self._send("DELETE", self._url("connectors", name))
         self._check(f"delete connector {name}", result, 204, 404)
         _wait_for(
             f"connector {name} to go away",
@@ -643,7 +659,7 @@ def start_stack(
         stack.timings["broker_ready_s"] = time.monotonic() - started
 
         # ---- worker
-        props = worker_properties(bootstrap=bootstrap, rest_port=rest_port, data_dir=work_dir)
+        props = worker_properties(bootstrap=bootstrap, rest_port=rest_port)
         props.update(extra_worker_props or {})
         _write_properties(work_dir / "worker.properties", props)
         (work_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)

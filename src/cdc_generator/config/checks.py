@@ -50,18 +50,8 @@ def _environments(config: Config) -> Iterator[Problem]:
     if not config.environments:
         yield Problem(config.groups_file, 1, 1, "environments",
                       "no environments defined", "remove 'environments:' or add one")
-    seen: dict[tuple[str, str], str] = {}
     for env in config.environments:
         yield from _password(env.sink.password, f"environment {env.name!r} sink")
-        key = (env.namespace, env.connect_cluster)
-        if key in seen:
-            yield env.origin.problem(
-                f"environments {seen[key]!r} and {env.name!r} deploy to the same namespace "
-                f"{env.namespace!r} and Kafka Connect cluster {env.connect_cluster!r}; "
-                "their connector names would collide",
-                "give each environment its own namespace or connect_cluster",
-            )
-        seen[key] = env.name
 
 
 def _groups(config: Config, root: Path) -> Iterator[Problem]:

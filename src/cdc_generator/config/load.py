@@ -79,6 +79,8 @@ def parse_document(text: str, shown_as: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         message = f"invalid YAML: {exc.problem or exc.context}"
+        if exc.context and exc.context_mark and exc.problem_mark:
+            message += f" ({exc.context} at line {exc.context_mark.line + 1})"
         hint = "YAML indentation must use spaces, not tabs" if "\t" in _line(text, line) else ""
         raise YamlLoadError(Problem(shown_as, line, col, "", message, hint)) from None
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare

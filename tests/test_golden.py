@@ -1,0 +1,54 @@
+"""Golden folders: config in, expected manifests out, compared byte for byte.
+
+To accept an intended change: `python scripts/update_golden.py`, then review
+the diff of tests/golden/ like code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cdc_generator.cli import main
+from tests.helpers import GOLDEN, tree
+
+CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "input").is_dir())
+
+
+def test_all_patterns_are_covered() -> None:
+    assert {"seed-shared-column", "shared-schema", "shared-rls", "per-tenant"} <= set(CASES)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(GOLDEN / case / "input", root)
+    assert main(["generate", "--root", str(root)]) == 0
+    produced = tree(root / "generated")
+    expected = tree(GOLDEN / case / "expected")
+    assert sorted(produced) == sorted(expected)
+    for path, data in expected.items():
+        assert produced[path].decode() == data.decode(), path
+    # a second run writes nothing and says so
+    assert main(["generate", "--root", str(root)]) == 0
+    assert "nothing written" in capsys.readouterr().err
+    assert main(["generate", "--root", str(root), "--check"]) == 0
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_output_ignores_caller_environment(case: str, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Placeholders are never resolved at generation time, whatever is exported."""
+    for name in ("POSTGRES_ASMA_HOST", "POSTGRES_PASSWORD", "ADOPUS_PASSWORD",
+                 "BILLING_PASSWORD", "POSTGRES_SINK_HOST", "SINK_PROD_PASSWORD"):
+        monkeypatch.setenv(name, f"leaked-{name.lower()}")
+    root = tmp_path / "repo"
+    shutil.copytree(GOLDEN / case / "input", root)
+    assert main(["generate", "--root", str(root)]) == 0
+    produced = tree(root / "generated")
+    assert produced == tree(GOLDEN / case / "expected")
+    assert not any(b"leaked-" in data for data in produced.values())
+    assert os.environ["POSTGRES_PASSWORD"] == "leaked-postgres_password"
