@@ -30,11 +30,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def _load_stack() -> types.ModuleType:
     """tests/e2e/stack.py holds the locate_* functions (stdlib only, importable before
-    anything is installed); tests/ is not a package, hence the path entry."""
-    tests_dir = str(REPO_ROOT / "tests")
-    if tests_dir not in sys.path:
-        sys.path.insert(0, tests_dir)
-    return importlib.import_module("e2e.stack")
+    anything is installed). Imported by name at run time so that this script also
+    type-checks on its own (mypy does not search the repository root)."""
+    root = str(REPO_ROOT)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module("tests.e2e.stack")
 
 
 stack = _load_stack()

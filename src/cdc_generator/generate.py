@@ -52,7 +52,13 @@ def desired_files(root: Path, selection: Selection) -> tuple[Plan, dict[str, byt
     check_selection(config, selection)
     plan = build_plan(config, service=selection.service, environment=selection.environment)
     files = Renderer(root).render(plan)
-    return plan, {f.path: f.text.encode("utf-8") for f in files}
+    # encode while releasing the text: the tree is held once, as bytes, not twice
+    files.reverse()
+    desired = {}
+    while files:
+        file = files.pop()
+        desired[file.path] = file.text.encode("utf-8")
+    return plan, desired
 
 
 def generate(root: Path, selection: Selection) -> Result:
@@ -64,7 +70,9 @@ def generate(root: Path, selection: Selection) -> Result:
 def check(root: Path, selection: Selection, *, with_diff: bool = True) -> Result:
     """Compare without writing: what is stale, missing or orphaned."""
     plan, desired = desired_files(root, selection)
-    existing = output.read_tree(root / output.GENERATED_DIR)
-    changes = output.compare(desired, existing, selection.scope)
+    target = root / output.GENERATED_DIR
+    changes, _found = output.compare_tree(desired, target, selection.scope)
+    # the diff needs the old text of changed and removed files only
+    existing = output.read_files(target, [*changes.changed, *changes.removed])
     diff = output.unified_diff(changes, desired, existing) if with_diff else ""
     return Result(plan, changes, diff)

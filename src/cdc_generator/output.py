@@ -9,8 +9,6 @@ the new one. Nothing outside `generated/` and its transient siblings
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import difflib
 import os
 import shutil
@@ -57,16 +55,73 @@ class Changes:
 
 
 def read_tree(directory: Path) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    if not directory.is_dir():
-        return out
-    base = len(str(directory)) + 1
-    for dirpath, _dirnames, filenames in os.walk(directory):
+    return {rel: _read(full) for rel, full in _walk(directory)}
+
+
+def read_files(directory: Path, paths: Iterable[str]) -> dict[str, bytes]:
+    """The files `paths` (relative, '/'-separated) under `directory` that exist."""
+    out = {}
+    for rel in paths:
+        try:
+            out[rel] = _read(os.path.join(directory, rel))
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def _walk(directory: Path) -> Iterable[tuple[str, str]]:
+    """(relative '/'-separated path, full path) of every file under `directory`."""
+    top = str(directory)
+    if not os.path.isdir(top):
+        return
+    base = len(top) + 1
+    for dirpath, _dirnames, filenames in os.walk(top):
         for name in filenames:
             full = os.path.join(dirpath, name)
-            with open(full, "rb") as fh:
-                out[full[base:].replace(os.sep, "/")] = fh.read()
-    return out
+            yield full[base:].replace(os.sep, "/"), full
+
+
+def _read(path: str) -> bytes:
+    return _read_sized(path, None) or b""
+
+
+def _read_sized(path: str, size: int | None) -> bytes | None:
+    """The bytes of `path`; None at once when `size` is given and the file's differs."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        actual = os.fstat(fd).st_size
+        if size is not None and size != actual:
+            return None
+        chunks = [os.read(fd, actual + 1)]
+        while chunks[-1]:  # to the end, as the file may have grown since fstat
+            chunks.append(os.read(fd, 65536))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def compare_tree(desired: Mapping[str, bytes], directory: Path,
+                 scope: Scope) -> tuple[Changes, list[str]]:
+    """`compare(desired, read_tree(directory), scope)` without holding the old tree in
+    memory: each file is read once (not at all when its size differs) and dropped.
+    Also returns every path found, for `write_tree`."""
+    changes = Changes()
+    found = []
+    for rel, full in _walk(directory):
+        found.append(rel)
+        want = desired.get(rel)
+        if want is None:
+            if scope.owns(rel):
+                changes.removed.append(rel)
+        elif _read_sized(full, len(want)) == want:
+            changes.unchanged.append(rel)
+        else:
+            changes.changed.append(rel)
+    seen = set(found)
+    changes.added = [p for p in desired if p not in seen]
+    for bucket in (changes.added, changes.changed, changes.removed, changes.unchanged):
+        bucket.sort()
+    return changes, found
 
 
 def compare(desired: Mapping[str, bytes], existing: Mapping[str, bytes], scope: Scope) -> Changes:
@@ -116,11 +171,12 @@ def write_tree(root: Path, desired: Mapping[str, bytes], scope: Scope,
     recover(root)
     target = root / GENERATED_DIR
     if existing is None:
-        existing = read_tree(target)
-    changes = compare(desired, existing, scope)
+        changes, found = compare_tree(desired, target, scope)
+    else:
+        changes, found = compare(desired, existing, scope), list(existing)
     if not changes.any:
         return changes
-    keep = [p for p in existing if not scope.owns(p) and p not in desired]
+    keep = [p for p in found if not scope.owns(p) and p not in desired]
     staging = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))
     try:
         _populate(staging, target, desired, changes, keep)
@@ -133,25 +189,33 @@ def write_tree(root: Path, desired: Mapping[str, bytes], scope: Scope,
 
 def _populate(staging: Path, target: Path, desired: Mapping[str, bytes],
               changes: Changes, keep: Iterable[str]) -> None:
+    # plain str paths and os calls: this runs once per file of the tree
     made: set[str] = set()
+    new_root, old_root = str(staging), str(target)
 
-    def parent_of(rel: str) -> Path:
-        out = staging / rel
+    def parent_of(rel: str) -> str:
+        out = os.path.join(new_root, rel)
         parent = os.path.dirname(rel)
         if parent not in made:
-            os.makedirs(out.parent, exist_ok=True)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
             made.add(parent)
         return out
 
     for rel in (*changes.unchanged, *keep):
         dest = parent_of(rel)
         try:
-            os.link(target / rel, dest)
+            os.link(os.path.join(old_root, rel), dest)
         except OSError:
-            shutil.copy2(target / rel, dest)
+            shutil.copy2(os.path.join(old_root, rel), dest)
     for rel in (*changes.added, *changes.changed):
-        with open(parent_of(rel), "wb") as fh:
-            fh.write(desired[rel])
+        data = desired[rel]
+        fd = os.open(parent_of(rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
     staging.chmod(0o755)
 
 
@@ -174,10 +238,11 @@ _AT_FDCWD = -100
 
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths (Linux renameat2). False where unsupported."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
+    import ctypes  # only a run that writes needs it
+
+    # the symbols already loaded into this process, libc's among them: no
+    # ctypes.util.find_library, which may run ldconfig or a compiler
+    libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
     if renameat2 is None:
         return False

@@ -8,7 +8,8 @@ The JSON shape (stable, versioned):
      "files": {"added": [...], "changed": [...], "removed": [...]}}   # generate/check/diff
 
 `line`/`col` are 1-based; 0 means unknown. `files` paths are relative to the
-repository root.
+repository root. Commands may add keys after these: `generate` adds "seconds"
+(float), `generate --check` adds "diff" (unified diff text, "" when fresh).
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def _gh_escape(text: str, *, prop: bool = False) -> str:
 def problems_github(problems: Sequence[Problem]) -> str:
     lines = []
     for p in problems:
-        props = [f"file={_gh_escape(p.file, prop=True)}"]
-        if p.line:
+        props = []
+        if p.file and p.file != "-":  # "-": no file to annotate
+            props.append(f"file={_gh_escape(p.file, prop=True)}")
+        if props and p.line:
             props += [f"line={p.line}", f"col={p.col or 1}"]
         props.append(f"title={_gh_escape('cdc-generator', prop=True)}")
         message = f"{p.key_path}: {p.message}" if p.key_path else p.message

@@ -66,7 +66,7 @@ def equivalent(ours: str, stored: str) -> bool:
     mean the same, ignoring casts, parentheses and the rewrites PostgreSQL applies
     (IN -> = ANY(ARRAY[...]), LIKE -> ~~, BETWEEN -> >= AND <=)."""
     try:
-        return _normal(_parse_any(ours)) == _normal(_parse_any(stored))
+        return bool(_normal(_parse_any(ours)) == _normal(_parse_any(stored)))
     except RowFilterError:
         return False
 
@@ -90,8 +90,8 @@ def _parse_any(expression: str) -> Any:
     if len(statements) != 1:
         raise RowFilterError("a filter must be a single expression (no ';')",
                              "remove everything after the expression")
-    stmt = statements[0].stmt
-    reference = parse_sql("SELECT 1 WHERE true")[0].stmt
+    stmt: Any = statements[0].stmt
+    reference: Any = parse_sql("SELECT 1 WHERE true")[0].stmt
     for slot in type(stmt).__slots__:
         if slot != "whereClause" and getattr(stmt, slot) != getattr(reference, slot):
             raise RowFilterError(
@@ -112,7 +112,8 @@ def _parse(expression: str) -> Any:
 def _deparse(tree: Any) -> str:
     from pglast.stream import RawStream
 
-    return str(RawStream()(tree))
+    text: str = RawStream()(tree)
+    return text
 
 
 # ---------------------------------------------------------------- the allow-list
@@ -121,15 +122,15 @@ def _deparse(tree: Any) -> str:
 def _checked_columns(tree: Any) -> set[str]:
     from pglast import ast
 
+    found: set[str] = set()
+    for node in _walk(tree, 0):
+        if isinstance(node, ast.ColumnRef):
+            found.add(_column_name(node))
     if not _is_boolean(tree):
         raise RowFilterError(
             "a filter must be a boolean expression",
             "compare a column with a value, e.g. owner_id = 'acme'",
         )
-    found: set[str] = set()
-    for node in _walk(tree, 0):
-        if isinstance(node, ast.ColumnRef):
-            found.add(_column_name(node))
     if not found:
         raise RowFilterError(
             "a filter must refer to at least one column",
@@ -183,7 +184,7 @@ def _walk(node: Any, depth: int) -> Iterator[Any]:
                                  "write col IN (a, b) instead")
         children = (node.lexpr, node.rexpr)
     elif isinstance(node, ast.BoolExpr):
-        children = tuple(node.args)
+        children = tuple(node.args or ())
     elif isinstance(node, ast.NullTest | ast.BooleanTest):
         children = (node.arg,)
     elif isinstance(node, ast.TypeCast):
@@ -193,7 +194,7 @@ def _walk(node: Any, depth: int) -> Iterator[Any]:
         _check_function(node)
         children = tuple(node.args or ())
     elif isinstance(node, ast.CoalesceExpr):
-        children = tuple(node.args)
+        children = tuple(node.args or ())
     elif isinstance(node, ast.A_ArrayExpr):
         children = tuple(node.elements or ())
     else:
@@ -296,25 +297,27 @@ def _normal(node: Any) -> Any:
     if isinstance(node, ast.A_Const):
         return ("const", None if node.isnull else str(getattr(node.val, _value_slot(node.val))))
     if isinstance(node, ast.ColumnRef):
-        return ("col", tuple(str(getattr(f, "sval", "*")) for f in node.fields))
+        return ("col", tuple(str(getattr(f, "sval", "*")) for f in node.fields or ()))
     if isinstance(node, ast.BoolExpr):
         flat: list[Any] = []
-        for arg in node.args:
+        for arg in node.args or ():
             normal = _normal(arg)
             same = node.boolop != BoolExprType.NOT_EXPR and normal[:2] == ("bool", node.boolop)
             flat.extend(normal[2] if same else [normal])
         return ("bool", node.boolop, tuple(flat))
     if isinstance(node, ast.FuncCall):
-        return ("func", str(node.funcname[-1].sval), _normal(node.args or ()))
+        func_names: Any = node.funcname
+        return ("func", str(func_names[-1].sval), _normal(node.args or ()))
     if isinstance(node, ast.A_Expr):
-        op = ".".join(str(n.sval) for n in node.name)
+        op = ".".join(str(n.sval) for n in node.name or ())
         left, right = _normal(node.lexpr), _normal(node.rexpr)
         if node.kind in (A_Expr_Kind.AEXPR_IN, A_Expr_Kind.AEXPR_OP_ANY,
                          A_Expr_Kind.AEXPR_OP_ALL):
             elements = right[2] if right[:1] == ("array",) else right
             return ("in", op, left, elements)
         if node.kind in (A_Expr_Kind.AEXPR_BETWEEN, A_Expr_Kind.AEXPR_NOT_BETWEEN):
-            low, high = _normal(node.rexpr[0]), _normal(node.rexpr[1])
+            bounds: Any = node.rexpr
+            low, high = _normal(bounds[0]), _normal(bounds[1])
             if node.kind == A_Expr_Kind.AEXPR_BETWEEN:
                 return ("bool", BoolExprType.AND_EXPR,
                         (("op", ">=", left, low), ("op", "<=", left, high)))
@@ -323,16 +326,16 @@ def _normal(node: Any) -> Any:
         if node.kind in (A_Expr_Kind.AEXPR_OP, A_Expr_Kind.AEXPR_LIKE,
                          A_Expr_Kind.AEXPR_ILIKE):
             return ("op", op, left, right)
-        return ("expr", int(node.kind), op, left, right)
+        return ("expr", str(node.kind), op, left, right)
     if isinstance(node, ast.A_ArrayExpr):
         return ("array", None, _normal(node.elements or ()))
     if isinstance(node, ast.Node):
         return (type(node).__name__, tuple(
-            _normal(getattr(node, slot)) for slot in type(node).__slots__
+            _normal(getattr(node, slot)) for slot in getattr(type(node), "__slots__", ())
             if slot != "location" and not slot.endswith(("_start", "_end"))
         ))
     return node
 
 
 def _value_slot(value: Any) -> str:
-    return next(iter(type(value).__slots__))
+    return str(next(iter(type(value).__slots__)))

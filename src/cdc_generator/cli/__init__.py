@@ -21,6 +21,9 @@ COMMANDS = {
     "generate": "cdc_generator.cli.generate",
     "validate": "cdc_generator.cli.validate",
     "diff": "cdc_generator.cli.diff",
+    "manage-service": "cdc_generator.cli.manage_service",
+    "preflight": "cdc_generator.cli.preflight",
+    "dev-db": "cdc_generator.cli.dev_db",
 }
 
 

@@ -30,10 +30,10 @@ def chosen_format(args: argparse.Namespace) -> str:
 
 
 def emit_problems(fmt: str, command: str, problems: Sequence[Problem],
-                  out: TextIO | None = None, **extra: object) -> None:
+                  out: TextIO | None = None) -> None:
     out = out or sys.stdout
     if fmt == "json":
-        out.write(report.as_json(command, not problems, problems, **extra))  # type: ignore[arg-type]
+        out.write(report.as_json(command, not problems, problems))
     elif fmt == "github":
         out.write(report.problems_github(problems))
         sys.stderr.write(report.problems_text(problems))

@@ -59,4 +59,4 @@ def run(args: argparse.Namespace) -> int:
                              f"({len(changes.unchanged)} files, {elapsed:.2f}s)\n")
         return common.EXIT_OK
 
-    return common.guarded(args, "generate", body)
+    return common.guarded(args, "generate --check" if args.check else "generate", body)

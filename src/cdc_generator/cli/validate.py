@@ -1,4 +1,4 @@
-"""`cdc-generator validate`: schema and semantic checks, nothing written."""
+"""`cdc-generator validate [--connect-url URL]`: check config, or live connectors."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ import sys
 
 from cdc_generator.cli import common
 
-HELP = "check server-groups.yaml, services/ and templates without writing anything"
+HELP = ("check server-groups.yaml, services/ and templates without writing anything; "
+        "with --connect-url also ask a Kafka Connect cluster to validate generated/")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--connect-url", metavar="URL",
+                        help="Kafka Connect REST URL: validate every generated connector there")
+    parser.add_argument("--environment", help="with --connect-url: only this environment")
+    parser.add_argument("--service", help="with --connect-url: only this service")
     common.add_format(parser)
 
 
@@ -20,7 +25,10 @@ def run(args: argparse.Namespace) -> int:
     fmt = common.chosen_format(args)
 
     def body() -> int:
-        plan, files = generate.desired_files(args.root, generate.Selection())
+        selection = generate.Selection(args.service, args.environment)
+        plan, files = generate.desired_files(args.root, selection)
+        if args.connect_url:
+            return _remote(args, fmt)
         if fmt == "json":
             common.emit_problems(fmt, "validate", [])
         else:
@@ -29,3 +37,26 @@ def run(args: argparse.Namespace) -> int:
         return common.EXIT_OK
 
     return common.guarded(args, "validate", body)
+
+
+def _remote(args: argparse.Namespace, fmt: str) -> int:
+    from cdc_generator import connect
+    from cdc_generator.names import k8s
+
+    connectors = connect.load_generated(
+        args.root, environment=args.environment,
+        service=k8s(args.service) if args.service else None)
+    if not connectors:
+        sys.stderr.write("no generated connectors found: run `cdc-generator generate` first\n")
+        return common.EXIT_FAIL
+    problems = []
+    for connector in connectors:
+        found = connect.validate_connector(args.connect_url, connector)
+        if fmt == "text":
+            state = "ok" if not found else f"{len(found)} problem(s)"
+            sys.stderr.write(f"{connector.path}: {state}\n")
+        problems.extend(found)
+    common.emit_problems(fmt, "validate --connect-url", problems)
+    if not problems and fmt != "json":
+        sys.stderr.write(f"{len(connectors)} connector(s) valid on {args.connect_url}\n")
+    return common.EXIT_FAIL if problems else common.EXIT_OK

@@ -60,7 +60,8 @@ def _groups(config: Config, root: Path) -> Iterator[Problem]:
     by_k8s: dict[str, str] = {}
     for group in config.server_groups:
         if group.name in by_k8s.values():
-            yield group.origin.problem(f"server group {group.name!r} is defined twice")
+            yield group.origin.problem(f"server group {group.name!r} is defined twice",
+                                       "rename or merge one of the two groups")
         by_k8s[group.name] = group.name
         yield from _password(group.server.password, f"server group {group.name!r}")
         if group.type is GroupType.DB_PER_TENANT and group.isolation is not Isolation.COLUMN:
@@ -200,7 +201,8 @@ def _tables(service: Service, group: ServerGroup) -> Iterator[Problem]:
                 "add the schema to the database in server-groups.yaml or fix the table",
             )
         if table.schema is None and not listed and group.isolation is Isolation.SCHEMA:
-            yield table.origin.problem("table has no schema and the database lists none")
+            yield table.origin.problem("table has no schema and the database lists none",
+                                       "set 'schema:' on the table or list the database's schemas")
         if table.filter:
             try:
                 rowfilter.canonical(table.filter.replace(CUSTOMER_PLACEHOLDER, "tenant"))

@@ -62,7 +62,8 @@ def load_document(file: Path, shown_as: str) -> Document:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise YamlLoadError(Problem(shown_as, message="file not found")) from None
+        raise YamlLoadError(Problem(shown_as, message="file not found",
+                                    hint="run in the repository root or pass --root DIR")) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise YamlLoadError(Problem(shown_as, message=f"cannot read file: {exc}")) from None
     return parse_document(text, shown_as)

@@ -34,7 +34,7 @@ def validate(doc: Document, schema_name: str) -> list[Problem]:
     """Every schema violation in `doc`, located and explained."""
     problems = []
     for error in _validator(schema_name).iter_errors(doc.data):
-        problems.append(_to_problem(doc, _most_specific(error)))
+        problems.append(_to_problem(doc, _most_specific(error), schema_name))
     return problems
 
 
@@ -48,7 +48,7 @@ def _most_specific(error: ValidationError) -> ValidationError:
     return error
 
 
-def _to_problem(doc: Document, error: ValidationError) -> Problem:
+def _to_problem(doc: Document, error: ValidationError, schema_name: str) -> Problem:
     path: KeyPath = tuple(error.absolute_path)
     validator = error.validator
     instance = error.instance
@@ -80,7 +80,7 @@ def _to_problem(doc: Document, error: ValidationError) -> Problem:
         message = "must not be empty"
     elif validator == "propertyNames":
         message = f"{error.instance!r} is not a valid name here: {error.message}"
-    return doc.problem(path, message, hint)
+    return doc.problem(path, message, hint or f"see schemas/{schema_name}")
 
 
 def _quoted_name(message: str) -> str:

@@ -104,19 +104,27 @@ def pick_databases(group: ServerGroup, service: str, customer: str | None) -> li
 
 def target_for(group: ServerGroup, database: Database, environment: str | None,
                environ: Mapping[str, str] | None = None) -> Target:
+    dbname = database.name if environment is None else database.name_in(environment)
+    customer = database.customer if group.type is GroupType.DB_PER_TENANT else None
+    return server_target(group, dbname, customer, environ)
+
+
+def server_target(group: ServerGroup, dbname: str, customer: str | None,
+                  environ: Mapping[str, str] | None = None) -> Target:
     server = group.server
     return Target(
         host=resolve(server.host, environ),
         port=resolve(server.port, environ),
         user=resolve(server.user, environ),
         password=resolve(server.password, environ),
-        dbname=database.name if environment is None else database.name_in(environment),
-        customer=database.customer if group.type is GroupType.DB_PER_TENANT else None,
+        dbname=dbname,
+        customer=customer,
     )
 
 
 def target_from_dsn(dsn: str, dbname: str | None = None, customer: str | None = None) -> Target:
-    """A --dsn (key=value or URI); `dbname` overrides the DSN's database when given."""
+    """A --dsn (key=value or URI). A database named in the DSN wins over `dbname`
+    (the config's database), so a DSN can point at a copy under another name."""
     from psycopg import conninfo
 
     try:
@@ -128,7 +136,7 @@ def target_from_dsn(dsn: str, dbname: str | None = None, customer: str | None = 
         host=str(params.get("host") or "localhost"),
         port=str(params.get("port") or "5432"),
         user=str(params.get("user") or os.environ.get("USER", "")),
-        dbname=dbname or str(params.get("dbname") or "postgres"),
+        dbname=str(params.get("dbname") or dbname or "postgres"),
         password=password,
         customer=customer,
         dsn=dsn,

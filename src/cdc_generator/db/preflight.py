@@ -1,0 +1,372 @@
+"""Is the live source ready for a service's connectors? A list of check records.
+
+Server-wide checks (wal_level, slot and sender headroom, the replication
+privilege, existing slots) run once per server; table and publication checks
+once per source database. Every failed check carries the SQL that fixes it.
+Each database costs a constant number of catalog queries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from cdc_generator import publication, rowfilter
+from cdc_generator.db.connection import Target, connect
+from cdc_generator.db.inspect import TableInfo, inspect_tables
+from cdc_generator.plan import CapturedTable, Pipeline
+from cdc_generator.publication import ident, literal
+
+if TYPE_CHECKING:
+    import psycopg
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+ROW_FILTER_VERSION = 150000
+MANAGED_REPLICATION_ROLES = ("rds_replication", "azure_pg_admin", "cloudsqlsuperuser",
+                             "alloydbsuperuser")
+RETAINED_WAL_WARN = 1 << 30  # an inactive slot holding more than this is worth a look
+RESTART = "-- then restart PostgreSQL (a managed service: change its parameter group instead)"
+
+
+@dataclass(frozen=True)
+class Check:
+    check: str  # a stable id, e.g. "wal_level"
+    status: str  # pass | warn | fail
+    message: str
+    fix: str = ""  # SQL that fixes a failure ('--' lines where SQL alone cannot)
+    database: str = ""
+    customer: str | None = None
+    subject: str = ""  # the table, slot or publication concerned
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+
+@dataclass(frozen=True)
+class Source:
+    """One pipeline and where its database is."""
+
+    pipeline: Pipeline
+    target: Target
+
+
+def run(sources: Sequence[Source]) -> list[Check]:
+    """Every check for `sources` (one service and environment), server checks first."""
+    checks: list[Check] = []
+    done: set[tuple[str, str, str]] = set()
+    for source in sources:
+        t = source.target
+        key = (t.host, t.port, t.user)
+        on_server = [s.pipeline for s in sources
+                     if (s.target.host, s.target.port, s.target.user) == key]
+        with connect(t) as conn:
+            if key not in done:
+                done.add(key)
+                checks.extend(server_checks(conn, t, on_server))
+            checks.extend(database_checks(conn, source))
+    return checks
+
+
+# ---------------------------------------------------------------- server-wide
+
+_SERVER_SQL = """
+SELECT current_setting('server_version_num')::int,
+       current_setting('server_version'),
+       current_setting('wal_level'),
+       current_setting('max_replication_slots')::int,
+       current_setting('max_wal_senders')::int,
+       r.rolsuper, r.rolreplication, current_user::text,
+       ARRAY(SELECT g.rolname::text FROM pg_roles g
+              WHERE g.rolname = ANY(%(managed)s) AND pg_has_role(current_user, g.oid, 'MEMBER')),
+       (SELECT count(*) FROM pg_stat_replication)::int
+  FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+_SLOTS_SQL = """
+SELECT slot_name::text, coalesce(plugin::text, ''), slot_type, coalesce(database::text, ''),
+       active,
+       pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
+                            ELSE pg_current_wal_lsn() END, restart_lsn)::bigint
+  FROM pg_replication_slots ORDER BY slot_name
+"""
+
+
+def server_checks(conn: psycopg.Connection[Any], target: Target,
+                  pipelines: Sequence[Pipeline]) -> list[Check]:
+    row = conn.execute(_SERVER_SQL, {"managed": list(MANAGED_REPLICATION_ROLES)}).fetchone()
+    assert row is not None
+    (version_num, version, wal_level, max_slots, max_senders, superuser, replication, user,
+     managed, senders) = row
+    slots = conn.execute(_SLOTS_SQL).fetchall()
+    where = target.dbname
+    out = [Check("server_version", PASS, f"PostgreSQL {version}", database=where)]
+
+    if wal_level == "logical":
+        out.append(Check("wal_level", PASS, "wal_level is logical", database=where))
+    else:
+        out.append(Check(
+            "wal_level", FAIL, f"wal_level is {wal_level}; logical decoding needs 'logical'",
+            f"ALTER SYSTEM SET wal_level = logical;\n{RESTART}", where))
+
+    if superuser or replication or managed:
+        how = ("superuser" if superuser else "REPLICATION" if replication
+               else "member of " + ", ".join(managed))
+        out.append(Check("replication_role", PASS, f"role {user!r} may replicate ({how})",
+                         database=where))
+    else:
+        out.append(Check(
+            "replication_role", FAIL,
+            f"role {user!r} has neither REPLICATION nor superuser nor a managed-cloud "
+            "replication role", f"ALTER ROLE {ident(user)} WITH REPLICATION;\n"
+            f"-- on Amazon RDS instead: GRANT rds_replication TO {ident(user)};", where))
+
+    existing = {str(s[0]): s for s in slots}
+    wanted = [p.source.slot_name for p in pipelines]
+    new_slots = [s for s in wanted if s not in existing]
+    need = len(slots) + len(new_slots)
+    if need <= max_slots:
+        out.append(Check("max_replication_slots", PASS,
+                         f"{len(slots)} of {max_slots} slots in use, {len(new_slots)} more "
+                         "needed", database=where))
+    else:
+        out.append(Check(
+            "max_replication_slots", FAIL,
+            f"{len(slots)} of {max_slots} slots in use and {len(new_slots)} more needed",
+            f"ALTER SYSTEM SET max_replication_slots = {need + 2};\n{RESTART}", where))
+    idle = [s for s in wanted if s not in existing or not existing[s][4]]
+    if senders + len(idle) <= max_senders:
+        out.append(Check("max_wal_senders", PASS,
+                         f"{senders} of {max_senders} WAL senders in use, {len(idle)} more "
+                         "needed", database=where))
+    else:
+        out.append(Check(
+            "max_wal_senders", FAIL,
+            f"{senders} of {max_senders} WAL senders in use and {len(idle)} more needed",
+            f"ALTER SYSTEM SET max_wal_senders = {senders + len(idle) + 2};\n{RESTART}",
+            where))
+    out.extend(_slot_checks(slots, pipelines, where))
+    if version_num < ROW_FILTER_VERSION and any(p.source.filtered_tables for p in pipelines):
+        out.append(Check(
+            "row_filter_version", FAIL,
+            f"row filters need PostgreSQL 15 or later; the server runs {version}",
+            "-- upgrade the server, or remove 'filter:' from the service's tables", where))
+    return out
+
+
+def _slot_checks(slots: Sequence[Any], pipelines: Sequence[Pipeline], where: str) -> list[Check]:
+    out = []
+    ours = {p.source.slot_name: p for p in pipelines}
+    for name, plugin, kind, database, active, retained in slots:
+        size = _size(retained)
+        if name not in ours:
+            out.append(Check("replication_slot", PASS,
+                             f"other slot {name!r} ({'active' if active else 'inactive'}) "
+                             f"retains {size} of WAL", database=where, subject=name))
+            continue
+        p = ours[name]
+        drop = f"SELECT pg_drop_replication_slot({literal(name)});"
+        if kind != "logical" or plugin != "pgoutput" or database != p.source.database:
+            out.append(Check(
+                "replication_slot", FAIL,
+                f"slot {name!r} exists but is {kind}/{plugin or '-'} on database "
+                f"{database or '-'}, not logical/pgoutput on {p.source.database}",
+                drop, where, p.customer, name))
+        elif not active and retained is not None and retained > RETAINED_WAL_WARN:
+            out.append(Check(
+                "replication_slot", WARN,
+                f"slot {name!r} is inactive and retains {size} of WAL",
+                f"-- start connector {p.source.name}, or if it is gone:\n{drop}",
+                where, p.customer, name))
+        else:
+            out.append(Check("replication_slot", PASS,
+                             f"slot {name!r} exists ({'active' if active else 'inactive'}), "
+                             f"retains {size} of WAL", database=where, customer=p.customer,
+                             subject=name))
+    return out
+
+
+def _size(retained: int | None) -> str:
+    if retained is None:
+        return "no"
+    value = float(retained)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover
+
+
+# ---------------------------------------------------------------- per database
+
+
+def database_checks(conn: psycopg.Connection[Any], source: Source) -> list[Check]:
+    p = source.pipeline
+    schemas = sorted({t.schema for t in p.source.tables})
+    found = {(t.schema, t.name): t for t in inspect_tables(
+        conn, schemas, {t.name for t in p.source.tables})}
+    out: list[Check] = []
+    for table in p.source.tables:
+        info = found.get((table.schema, table.name))
+        out.extend(_table_checks(p, table, info, source.target.user))
+    out.extend(_publication_checks(conn, p))
+    return out
+
+
+def _table_checks(p: Pipeline, table: CapturedTable, info: TableInfo | None,
+                  user: str) -> list[Check]:
+    db, who, name = p.source.database, p.customer, table.qualified
+    qualified = f"{ident(table.schema)}.{ident(table.name)}"
+
+    def check(check_id: str, status: str, message: str, fix: str = "") -> Check:
+        return Check(check_id, status, message, fix, db, who, name)
+
+    if info is None:
+        return [check("table_exists", FAIL, f"table {name} does not exist in {db}",
+                      f"-- create {qualified} in database {db}, or stop capturing it:\n"
+                      f"-- cdc-generator manage-service --service {p.service} "
+                      f"--remove-table {table.name} --schema {table.schema}")]
+    out = [check("table_exists", PASS, f"table {name} exists")]
+    if info.can_select:
+        out.append(check("select_privilege", PASS, f"SELECT on {name} granted"))
+    else:
+        out.append(check("select_privilege", FAIL, f"the role cannot SELECT from {name} "
+                         "(needed for the initial snapshot)",
+                         f"GRANT USAGE ON SCHEMA {ident(table.schema)} TO {ident(user)};\n"
+                         f"GRANT SELECT ON {qualified} TO {ident(user)};"))
+    if info.replicable:
+        out.append(check("replica_identity", PASS,
+                         f"{name} has replica identity {info.replica_identity} "
+                         f"({', '.join(info.identity_columns)})"))
+    else:
+        missing_pk = not info.primary_key and table.primary_key and all(
+            c in info.columns for c in table.primary_key)
+        fix = (f"ALTER TABLE {qualified} ADD PRIMARY KEY "
+               f"({', '.join(ident(c) for c in table.primary_key)});\n-- or: "
+               if missing_pk else "")
+        fix += f"ALTER TABLE {qualified} REPLICA IDENTITY FULL;"
+        out.append(check(
+            "replica_identity", FAIL,
+            f"{name} has no primary key and replica identity {info.replica_identity}: "
+            "UPDATE and DELETE cannot be captured", fix))
+    unknown = [c for c in table.primary_key if c not in info.columns]
+    if unknown:
+        out.append(check("primary_key", FAIL,
+                         f"configured primary_key column(s) {', '.join(unknown)} not in {name}",
+                         "-- fix primary_key in the service file"))
+    elif info.primary_key and tuple(info.primary_key) != tuple(table.primary_key):
+        out.append(check("primary_key", WARN,
+                         f"configured primary_key ({', '.join(table.primary_key)}) differs from "
+                         f"the table's ({', '.join(info.primary_key)})",
+                         "-- the record key uses the configured columns: make sure they are "
+                         "unique, or fix primary_key in the service file"))
+    if table.filter:
+        out.extend(_filter_checks(check, table, info, qualified))
+    return out
+
+
+def _filter_checks(check: Any, table: CapturedTable, info: TableInfo,
+                   qualified: str) -> list[Check]:
+    name = table.qualified
+    assert table.filter is not None
+    try:
+        rowfilter.canonical(table.filter, info.columns)
+    except rowfilter.RowFilterError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        return [check("row_filter", FAIL, f"filter on {name}: {exc}{hint}",
+                      "-- fix 'filter:' in the service file")]
+    used = rowfilter.referenced_columns(table.filter)
+    uncovered = sorted(used - set(info.identity_columns))
+    if uncovered:
+        return [check(
+            "row_filter", FAIL,
+            f"filter on {name} reads {', '.join(uncovered)}, outside the replica identity "
+            f"({', '.join(info.identity_columns) or 'none'}): PostgreSQL would reject "
+            "UPDATE and DELETE on the table once it is published",
+            f"ALTER TABLE {qualified} REPLICA IDENTITY FULL;")]
+    return [check("row_filter", PASS, f"filter on {name} reads replica-identity columns only")]
+
+
+_PUBLICATION_SQL = """
+SELECT puballtables, pubinsert, pubupdate, pubdelete FROM pg_publication WHERE pubname = %s
+"""
+_PUBLICATION_TABLES_SQL = """
+SELECT schemaname::text, tablename::text, {rowfilter}
+  FROM pg_publication_tables WHERE pubname = %s
+"""
+
+
+def _publication_checks(conn: psycopg.Connection[Any], p: Pipeline) -> list[Check]:
+    source = p.source
+    name = source.publication_name
+    autocreate = source.publication_autocreate_mode != "disabled"
+    fix = ("-- generated/" + publication.path_of(p) + ":\n" + publication.statement(source))
+
+    def check(status: str, message: str, fix: str = "") -> Check:
+        return Check("publication", status, message, fix, source.database, p.customer, name)
+
+    row = conn.execute(_PUBLICATION_SQL, (name,)).fetchone()
+    if row is None:
+        if autocreate:
+            mode = source.publication_autocreate_mode
+            return [check(PASS, f"publication {name!r} does not exist yet; the connector "
+                          f"creates it (publication.autocreate.mode={mode})")]
+        return [check(FAIL, f"publication {name!r} does not exist (autocreate is disabled "
+                      "because of row filters)", fix)]
+    all_tables, ins, upd, dele = row
+    if all_tables:
+        return [check(FAIL if not autocreate else WARN,
+                      f"publication {name!r} is FOR ALL TABLES", fix)]
+    version = conn.info.server_version
+    column = "rowfilter" if version >= ROW_FILTER_VERSION else "NULL::text"
+    rows = conn.execute(_PUBLICATION_TABLES_SQL.format(rowfilter=column), (name,)).fetchall()
+    have = {(str(s), str(t)): f for s, t, f in rows}
+    want = {(t.schema, t.name): t.filter for t in source.tables}
+    problems = []
+    if missing := sorted(set(want) - set(have)):
+        problems.append("misses " + ", ".join(f"{s}.{t}" for s, t in missing))
+    if extra := sorted(set(have) - set(want)):
+        problems.append("also publishes " + ", ".join(f"{s}.{t}" for s, t in extra))
+    for key in sorted(set(want) & set(have)):
+        ours, theirs = want[key], have[key]
+        if ours is None and theirs is None:
+            continue
+        if ours is None or theirs is None or not rowfilter.equivalent(ours, theirs):
+            problems.append(f"{key[0]}.{key[1]} is filtered by {theirs or 'nothing'}, "
+                            f"expected {ours or 'nothing'}")
+    if not (ins and upd and dele):
+        problems.append("does not publish all of insert, update, delete")
+    if problems:
+        return [check(WARN if autocreate else FAIL,
+                      f"publication {name!r} " + "; ".join(problems), fix)]
+    return [check(PASS, f"publication {name!r} has the expected {len(want)} table(s) "
+                  "and filters")]
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def failed(checks: Sequence[Check]) -> bool:
+    return any(c.failed for c in checks)
+
+
+def render_text(checks: Sequence[Check], title: str) -> str:
+    lines = [title]
+    for c in checks:
+        where = c.database + (f" ({c.customer})" if c.customer else "")
+        lines.append(f"{c.status.upper():4} {c.check} [{where}]: {c.message}")
+        if c.fix and c.status != PASS:
+            lines.append("     fix:")
+            lines.extend(f"       {line}" for line in c.fix.splitlines())
+    failures = sum(c.failed for c in checks)
+    warnings = sum(c.status == WARN for c in checks)
+    lines.append(f"{len(checks)} checks: {failures} failed, {warnings} warnings")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(checks: Sequence[Check], **extra: object) -> str:
+    payload = {"version": 1, "command": "preflight", "ok": not failed(checks), **extra,
+               "checks": [asdict(c) for c in checks]}
+    return json.dumps(payload, indent=2) + "\n"

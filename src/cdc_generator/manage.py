@@ -1,0 +1,338 @@
+"""Round-trip edits of `services/*.yaml`: add, remove and create, keeping comments.
+
+Edits go through ruamel.yaml's round-trip mode (comments, key order, quoting
+and flow lists survive), are validated against the service JSON schema, and are
+written atomically: a temp file beside the target, fsync, `os.replace`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import itertools
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cdc_generator import rowfilter
+from cdc_generator.config import schema
+from cdc_generator.config.checks import CUSTOMER_PLACEHOLDER
+from cdc_generator.config.load import YamlLoadError, load_document, parse_document
+from cdc_generator.config.model import (
+    DEFAULT_SCHEMA,
+    Database,
+    ServerGroup,
+    Service,
+    build_server_groups,
+)
+from cdc_generator.config.repo import GROUPS_FILE, SERVICES_DIR
+from cdc_generator.db.inspect import TableInfo
+from cdc_generator.errors import ConfigError, UsageError
+
+SCHEMA_COMMENT = "# yaml-language-server: $schema=../schemas/service.schema.json"
+
+
+@dataclass(frozen=True)
+class NewTable:
+    schema: str | None  # None: every schema the database lists
+    name: str
+    primary_key: tuple[str, ...]
+    filter: str | None = None
+
+
+@dataclass(frozen=True)
+class InspectedTable:
+    table: TableInfo
+    tracked: bool
+
+    def as_dict(self) -> dict[str, object]:
+        t = self.table
+        return {
+            "schema": t.schema, "name": t.name, "primary_key": list(t.primary_key),
+            "columns": len(t.columns), "replica_identity": t.replica_identity,
+            "estimated_rows": t.estimated_rows, "tracked": self.tracked,
+        }
+
+
+def service_path(root: Path, name: str) -> Path:
+    return root / SERVICES_DIR / f"{name}.yaml"
+
+
+def lookup_schemas(database: Database, schema_name: str | None) -> list[str]:
+    """Where a table (or an inspection) looks: the given schema, else the database's."""
+    if schema_name:
+        return [schema_name]
+    return list(database.schemas) or [DEFAULT_SCHEMA]
+
+
+def tracks(service: Service | None, database: Database, schema_name: str, table: str) -> bool:
+    if service is None:
+        return False
+    return any(
+        t.name == table and schema_name in ([t.schema] if t.schema
+                                            else lookup_schemas(database, None))
+        for t in service.tables
+    )
+
+
+def inspection(service: Service | None, database: Database,
+               tables: Sequence[TableInfo]) -> list[InspectedTable]:
+    return [InspectedTable(t, tracks(service, database, t.schema, t.name)) for t in tables]
+
+
+def inspection_text(rows: Sequence[InspectedTable], where: str) -> str:
+    header = ("table", "primary key", "columns", "replica identity", "est. rows", "tracked")
+    body = [(r.table.qualified, ",".join(r.table.primary_key) or "-", str(len(r.table.columns)),
+             r.table.replica_identity,
+             "?" if r.table.estimated_rows is None else str(r.table.estimated_rows),
+             "yes" if r.tracked else "") for r in rows]
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+    lines = [f"{where}: {len(rows)} tables, {sum(r.tracked for r in rows)} tracked"]
+    for row in (header, *body):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def suggest(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3)
+    if close:
+        return f"did you mean {', '.join(close)}?"
+    return f"known: {', '.join(sorted(known))}" if known else "none known"
+
+
+def load_groups(root: Path) -> tuple[ServerGroup, ...]:
+    """server-groups.yaml alone: `--create` runs while the new service is still
+    missing, which the full config check reports as an error."""
+    try:
+        doc = load_document(root / GROUPS_FILE, GROUPS_FILE)
+    except YamlLoadError as exc:
+        raise ConfigError([exc.problem]) from None
+    problems = schema.validate(doc, schema.SERVER_GROUPS_SCHEMA)
+    if problems:
+        raise ConfigError(problems)
+    return build_server_groups(doc)
+
+
+def check_filter(expression: str, customer: str | None,
+                 columns: Sequence[str] | None = None) -> None:
+    """Raise UsageError if `expression` is not an acceptable row filter."""
+    try:
+        rowfilter.canonical(expression.replace(CUSTOMER_PLACEHOLDER, customer or "tenant"),
+                            columns)
+    except rowfilter.RowFilterError as exc:
+        raise UsageError(f"--filter: {exc}" + (f" ({exc.hint})" if exc.hint else "")) from None
+
+
+def table_from_database(name: str, entry_schema: str | None, schemas: Sequence[str],
+                        found: Sequence[TableInfo], *, primary_key: tuple[str, ...],
+                        filter_expr: str | None, customer: str | None,
+                        ) -> tuple[NewTable, list[str]]:
+    """Decide the new entry from what the database holds; notes for the user."""
+    notes: list[str] = []
+    matches = [t for t in found if t.name == name and t.schema in schemas]
+    missing = [s for s in schemas if s not in {t.schema for t in matches}]
+    if missing:
+        known = sorted({t.name for t in found if t.schema in missing})
+        raise UsageError(f"table {name!r} not found in schema {', '.join(missing)}; "
+                         + suggest(name, known))
+    info = matches[0]
+    if not primary_key:
+        if not info.primary_key:
+            raise UsageError(
+                f"table {info.qualified} has no primary key. Without one, PostgreSQL cannot "
+                "identify the old row of an UPDATE or DELETE (its replica identity is "
+                f"{info.replica_identity}) and the sink cannot upsert. Add a primary key, or "
+                "pass --primary-key with the columns that identify a row and run "
+                f"ALTER TABLE {info.qualified} REPLICA IDENTITY FULL;")
+        primary_key = info.primary_key
+        if any(t.primary_key != info.primary_key for t in matches):
+            raise UsageError(f"table {name!r} has different primary keys in schemas "
+                             f"{', '.join(schemas)}; pass --primary-key")
+    for table in matches:
+        unknown = [c for c in primary_key if c not in table.columns]
+        if unknown:
+            raise UsageError(f"--primary-key: {table.qualified} has no column "
+                             f"{', '.join(unknown)}; {suggest(unknown[0], table.columns)}")
+        if not table.replicable:
+            notes.append(f"{table.qualified} has no primary key and replica identity "
+                         f"{table.replica_identity}: run ALTER TABLE {table.qualified} "
+                         "REPLICA IDENTITY FULL; before capturing it")
+    if filter_expr is not None:
+        check_filter(filter_expr, customer, info.columns)
+        used = rowfilter.referenced_columns(
+            filter_expr.replace(CUSTOMER_PLACEHOLDER, customer or "tenant"))
+        outside = sorted(used - set(info.identity_columns))
+        if outside:
+            notes.append(f"the filter reads {', '.join(outside)}, outside the replica identity "
+                         f"of {info.qualified}: run ALTER TABLE {info.qualified} REPLICA "
+                         "IDENTITY FULL; or PostgreSQL rejects its UPDATEs and DELETEs")
+    return NewTable(entry_schema, name, tuple(primary_key), filter_expr), notes
+
+
+# ---------------------------------------------------------------- text edits
+
+
+def _yaml(text: str) -> Any:
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never fold a long filter
+    mapping, sequence, offset = _indentation(text)
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+    return yaml
+
+
+def _indentation(text: str) -> tuple[int, int, int]:
+    """The file's own mapping indent and `- ` placement, so a dump changes nothing else."""
+    mapping, offset = 2, 2
+    keys = [(len(m.group(1)), m.group(2)) for m in re.finditer(
+        r"^( *)(- )?[A-Za-z_][\w-]*:", text, re.MULTILINE)]
+    for (col, dash), (next_col, next_dash) in itertools.pairwise(keys):
+        if not dash and not next_dash and next_col > col:
+            mapping = next_col - col
+            break
+    for col, dash in keys:
+        parent = [c for c, d in keys if c < col and not d]
+        if dash and parent:
+            offset = col - max(parent)
+            break
+    return mapping, offset + 2, offset
+
+
+def _load(text: str) -> tuple[Any, Any]:
+    yaml = _yaml(text)
+    return yaml, yaml.load(text)
+
+
+def _dump(yaml: Any, data: Any) -> str:
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+def _entry(table: NewTable) -> Any:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    entry = CommentedMap()
+    if table.schema is not None:
+        entry["schema"] = table.schema
+    entry["name"] = table.name
+    if len(table.primary_key) == 1:
+        entry["primary_key"] = table.primary_key[0]
+    else:
+        keys = CommentedSeq(table.primary_key)
+        keys.fa.set_flow_style()
+        entry["primary_key"] = keys
+    if table.filter is not None:
+        entry["filter"] = DoubleQuotedScalarString(table.filter)
+    return entry
+
+
+def add_table_text(text: str, shown: str, table: NewTable) -> str:
+    yaml, data = _load(text)
+    tables = data["source"]["tables"]
+    for entry in tables:
+        if entry.get("name") == table.name and entry.get("schema") == table.schema:
+            where = f"{table.schema}.{table.name}" if table.schema else table.name
+            raise UsageError(f"{shown} already tracks table {where!r}")
+    tables.append(_entry(table))
+    return _checked(_dump(yaml, data), shown)
+
+
+def remove_table_text(text: str, shown: str, name: str, schema_name: str | None) -> str:
+    yaml, data = _load(text)
+    tables = data["source"]["tables"]
+    matches = [i for i, t in enumerate(tables) if t.get("name") == name
+               and (schema_name is None or t.get("schema") == schema_name)]
+    if not matches:
+        known = sorted({str(t.get("name")) for t in tables})
+        raise UsageError(f"{shown} does not track table {name!r}; {suggest(name, known)}")
+    if len(matches) > 1:
+        schemas = ", ".join(str(tables[i].get("schema")) for i in matches)
+        raise UsageError(f"{shown} tracks {name!r} in several schemas ({schemas}); "
+                         "say which with --schema")
+    if len(tables) == 1:
+        raise UsageError(f"{name!r} is the last table of {shown}; a service needs at least one "
+                         "(delete the file to drop the service)")
+    index = matches[0]
+    _keep_trailing_comment(data["source"], tables, index)
+    del tables[index]
+    return _checked(_dump(yaml, data), shown)
+
+
+def _keep_trailing_comment(parent: Any, tables: Any, index: int) -> None:
+    """ruamel stores the comment lines after an entry on that entry's last key: they
+    introduce whatever follows, so hand them on before deleting the entry."""
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    entry = tables[index]
+    if not entry:
+        return
+    slot = entry.ca.items.get(list(entry.keys())[-1])
+    if not slot or len(slot) < 3 or slot[2] is None:
+        return
+    lines = slot[2].value.split("\n", 1)
+    rest = lines[1] if len(lines) == 2 else ""
+    if not rest.strip():
+        return
+    if index == 0:  # they become the comment above the list's new first entry
+        if tables.ca.comment and tables.ca.comment[1]:
+            tables.ca.comment[1][-1].value += rest
+        else:
+            token = CommentToken(rest, CommentMark(0), None)
+            tables.ca.comment = [None, [token]]
+            parent.ca.items.setdefault("tables", [None, None, None, None])[3] = [token]
+        return
+    previous = tables[index - 1]
+    prev_slot = previous.ca.items.setdefault(list(previous.keys())[-1], [None, None, None, None])
+    while len(prev_slot) < 4:
+        prev_slot.append(None)
+    if prev_slot[2] is not None:
+        prev_slot[2].value = prev_slot[2].value + rest
+    else:
+        prev_slot[2] = CommentToken("\n" + rest, CommentMark(0), None)
+
+
+def new_service_text(name: str, server_group: str, table: NewTable) -> str:
+    """A new service file with its first table (a service needs at least one)."""
+    head = (f"{SCHEMA_COMMENT}\nservice: {name}\nserver_group: {server_group}\n\n"
+            "source:\n  type: postgres\n  tables:\n    - name: first\n")
+    yaml, data = _load(head)
+    data["source"]["tables"][0] = _entry(table)
+    return _checked(_dump(yaml, data), f"{SERVICES_DIR}/{name}.yaml")
+
+
+def _checked(text: str, shown: str) -> str:
+    """Validate the exact text about to be written against the JSON schema."""
+    try:
+        doc = parse_document(text, shown)
+    except YamlLoadError as exc:
+        raise ConfigError([exc.problem]) from None
+    problems = schema.validate(doc, schema.SERVICE_SCHEMA)
+    if problems:
+        raise ConfigError(problems)
+    return text
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` so a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,180 @@
+"""manage-service against a real server: inspect, add and remove tables, create services."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cdc_generator import localpg, manage
+from cdc_generator.cli import main
+from tests.db.repo import ORDERS_SERVICE, REPO_ROOT, point_env_at, shop_groups, write_repo
+
+TABLES = b"""
+CREATE TABLE public.orders (id int PRIMARY KEY, region text);
+CREATE TABLE public.order_lines (order_id int, line_no int, PRIMARY KEY (order_id, line_no));
+CREATE TABLE public.customers (customer_no text PRIMARY KEY, name text, region text);
+CREATE TABLE public.audit_log (at timestamptz, message text);
+CREATE TABLE public.shipments (id int, order_id int, region text,
+                               PRIMARY KEY (order_id, id));
+"""
+
+
+@pytest.fixture
+def repo(pg_server: localpg.LocalPostgres, pg_db: str, tmp_path: Path,
+         monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = write_repo(tmp_path, shop_groups(pg_db), {"orders": ORDERS_SERVICE})
+    point_env_at(monkeypatch, pg_server)
+    with pg_server.connect(pg_db) as conn:
+        conn.execute(TABLES)
+    return root
+
+
+def _run(root: Path, *argv: str) -> int:
+    return main(["manage-service", "--root", str(root), *argv])
+
+
+def _service(root: Path) -> str:
+    return (root / "services" / "orders.yaml").read_text()
+
+
+def test_inspect(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(repo, "--service", "orders", "--inspect", "--format", "json") == 0
+    payload = json.loads(capsys.readouterr().out)
+    tables = {t["name"]: t for t in payload["tables"]}
+    assert sorted(tables) == ["audit_log", "customers", "order_lines", "orders", "shipments"]
+    assert tables["order_lines"] == {
+        "schema": "public", "name": "order_lines", "primary_key": ["order_id", "line_no"],
+        "columns": 2, "replica_identity": "default", "estimated_rows": None, "tracked": True}
+    assert not tables["customers"]["tracked"]
+    assert _run(repo, "--service", "orders", "--inspect") == 0
+    out = capsys.readouterr().out
+    assert "5 tables, 2 tracked" in out
+    assert any(line.startswith("public.orders ") and line.endswith("yes")
+               for line in out.splitlines())
+
+
+def test_add_table_reads_the_key_and_keeps_comments(repo: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    before = _service(repo)
+    assert _run(repo, "--service", "orders", "--add-table", "customers") == 0
+    assert _service(repo) == before + (
+        "    - schema: public\n      name: customers\n      primary_key: customer_no\n")
+    assert _run(repo, "--service", "orders", "--add-table", "shipments",
+                "--filter", "region = 'eu'") == 0
+    assert _service(repo).endswith(
+        "    - schema: public\n      name: shipments\n      primary_key: [order_id, id]\n"
+        "      filter: \"region = 'eu'\"\n")
+    assert "outside the replica identity" in capsys.readouterr().err
+    assert _run(repo, "--service", "orders", "--add-table", "customers") == 2
+    assert "already tracks" in capsys.readouterr().err
+    # the config is still valid and generates
+    assert main(["validate", "--root", str(repo)]) == 0
+
+
+def test_table_without_primary_key(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _service(repo)
+    assert _run(repo, "--service", "orders", "--add-table", "audit_log") == 2
+    err = capsys.readouterr().err
+    assert "has no primary key" in err
+    assert "replica identity is default" in err
+    assert "REPLICA IDENTITY FULL" in err
+    assert _service(repo) == before
+    assert _run(repo, "--service", "orders", "--add-table", "audit_log",
+                "--primary-key", "at,message") == 0
+    assert "primary_key: [at, message]" in _service(repo)
+    assert "REPLICA IDENTITY FULL" in capsys.readouterr().err
+    assert _run(repo, "--service", "orders", "--add-table", "customers",
+                "--primary-key", "nme") == 2
+    assert "did you mean name" in capsys.readouterr().err
+
+
+def test_suggestions(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(repo, "--service", "ordrs", "--inspect") == 2
+    assert "did you mean orders" in capsys.readouterr().err
+    assert _run(repo, "--service", "orders", "--add-table", "custmers") == 2
+    assert "did you mean customers" in capsys.readouterr().err
+    assert _run(repo, "--service", "orders", "--remove-table", "order_line") == 2
+    assert "did you mean order_lines" in capsys.readouterr().err
+
+
+def test_filters_are_checked(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _service(repo)
+    for bad, message in [("regon = 'eu'", "did you mean 'region'"),
+                         ("region = 'eu'; DROP TABLE orders", "single expression"),
+                         ("region = (SELECT 'eu')", "subqueries")]:
+        assert _run(repo, "--service", "orders", "--add-table", "customers",
+                    "--filter", bad) == 2
+        assert message in capsys.readouterr().err
+    assert _service(repo) == before
+
+
+def test_remove_table_keeps_comments(repo: Path) -> None:
+    assert _run(repo, "--service", "orders", "--remove-table", "orders") == 0
+    text = _service(repo)
+    assert text.startswith("# the orders service\n")
+    assert "# order lines, keyed by order and line number\n" in text
+    assert "name: orders " not in text
+
+
+def test_last_table_cannot_be_removed(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(repo, "--service", "orders", "--remove-table", "orders") == 0
+    assert _run(repo, "--service", "orders", "--remove-table", "order_lines") == 2
+    assert "last table" in capsys.readouterr().err
+
+
+def test_remove_moves_the_comment_of_the_next_entry() -> None:
+    text = (REPO_ROOT / "services" / "directory.yaml").read_text()
+    out = manage.remove_table_text(text, "directory.yaml", "users", None)
+    assert out == text.replace("    - name: users\n      primary_key: id\n", "")
+    text = (REPO_ROOT / "services" / "accounting.yaml").read_text()
+    out = manage.remove_table_text(text, "accounting.yaml", "invoice_lines", None)
+    assert out == text.replace("    - schema: public\n      name: invoice_lines\n"
+                               "      primary_key: [invoice_id, line_no]  # composite key\n", "")
+
+
+def test_unchanged_round_trip_is_byte_identical(tmp_path: Path) -> None:
+    for path in (REPO_ROOT / "services").glob("*.yaml"):
+        text = path.read_text()
+        yaml, data = manage._load(text)
+        assert manage._dump(yaml, data) == text
+
+
+def test_schema_validation_before_writing(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _service(repo)
+    assert _run(repo, "--service", "orders", "--add-table", "bad-name", "--offline",
+                "--primary-key", "id") == 1
+    assert "does not match the required pattern" in capsys.readouterr().err
+    assert _service(repo) == before
+    assert _run(repo, "--service", "orders", "--add-table", "later", "--offline") == 2
+
+
+def test_create_service(repo: Path, pg_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    groups = repo / "server-groups.yaml"
+    text = groups.read_text()
+    entry = f"      - name: {pg_db}\n        service: orders\n"
+    assert entry in text
+    groups.write_text(text.replace(entry, entry + entry.replace("orders", "crm")))
+    assert _run(repo, "--create", "crm", "--server-group", "shpo", "--add-table", "x") == 2
+    assert "did you mean shop" in capsys.readouterr().err
+    assert _run(repo, "--create", "crm", "--server-group", "shop") == 2
+    assert _run(repo, "--create", "crm", "--server-group", "shop",
+                "--add-table", "customers") == 0
+    assert (repo / "services" / "crm.yaml").read_text() == (
+        "# yaml-language-server: $schema=../schemas/service.schema.json\n"
+        "service: crm\nserver_group: shop\n\nsource:\n  type: postgres\n  tables:\n"
+        "    - schema: public\n      name: customers\n      primary_key: customer_no\n")
+    assert _run(repo, "--create", "crm", "--server-group", "shop", "--add-table", "x") == 2
+    assert sorted(os.listdir(repo / "services")) == ["crm.yaml", "orders.yaml"]
+
+
+def test_write_atomic_keeps_mode_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "s.yaml"
+    target.write_text("old\n")
+    target.chmod(0o600)
+    manage.write_atomic(target, "new\n")
+    assert target.read_text() == "new\n"
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert os.listdir(tmp_path) == ["s.yaml"]

@@ -1,0 +1,214 @@
+"""Reporters: text, GitHub annotations and the stable JSON shape, alone and through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdc_generator import report
+from cdc_generator.errors import Problem
+from cdc_generator.output import Changes
+from tests.helpers import copy_repo_config, run_cli
+
+LOCATED = Problem("services/directory.yaml", 7, 9, "source.tables[0].primary_key",
+                  "expected a string or a list", hint="write primary_key: id")
+UNLOCATED = Problem("server-groups.yaml", message="the file is empty")
+PROBLEM_KEYS = ["file", "line", "col", "key_path", "message", "hint", "severity"]
+
+
+def test_text_located_with_key_path_and_hint() -> None:
+    assert report.problems_text([LOCATED]) == (
+        "services/directory.yaml:7:9: source.tables[0].primary_key: expected a string or a list\n"
+        "  hint: write primary_key: id\n"
+        "1 problem(s) found\n"
+    )
+
+
+def test_text_without_position_key_or_hint() -> None:
+    no_col = Problem("services/a.yaml", 3, 0, "", "bad")
+    assert report.problems_text([UNLOCATED, no_col]) == (
+        "server-groups.yaml: the file is empty\n"
+        "services/a.yaml:3:1: bad\n"  # an unknown column is shown as 1, as editors expect
+        "2 problem(s) found\n"
+    )
+
+
+def test_no_problems_render_as_nothing() -> None:
+    assert report.problems_text([]) == ""
+    assert report.problems_github([]) == ""
+
+
+def test_github_annotation() -> None:
+    assert report.problems_github([LOCATED]) == (
+        "::error file=services/directory.yaml,line=7,col=9,title=cdc-generator::"
+        "source.tables[0].primary_key: expected a string or a list (hint: write primary_key: id)\n"
+    )
+
+
+def test_github_annotation_without_position() -> None:
+    assert report.problems_github([UNLOCATED]) == (
+        "::error file=server-groups.yaml,title=cdc-generator::the file is empty\n"
+    )
+
+
+def test_github_escaping() -> None:
+    tricky = Problem("services/a,b:c%.yaml", 2, 3, "k", "50% done\r\nnext: line, here")
+    line = report.problems_github([tricky])
+    assert line == (
+        "::error file=services/a%2Cb%3Ac%25.yaml,line=2,col=3,title=cdc-generator::"
+        "k: 50%25 done%0D%0Anext: line, here\n"
+    )
+    assert line.count("\n") == 1, "one annotation is one line"
+
+
+def test_github_without_a_file() -> None:
+    # internal failures without a file must not point an annotation at a file named "-"
+    line = report.problems_github([Problem("-", message="cannot read generated/")])
+    assert line == "::error title=cdc-generator::cannot read generated/\n"
+
+
+def test_github_severity() -> None:
+    warning = Problem("services/a.yaml", 1, 1, "", "unused", severity="warning")
+    assert report.problems_github([warning]).startswith("::warning file=services/a.yaml,")
+
+
+def test_json_shape_is_stable() -> None:
+    changes = Changes(added=["pipelines/a/prod/x.yaml"], changed=["pipelines/a/prod/y.yaml"],
+                      removed=["pipelines/b/prod/z.yaml"], unchanged=["pipelines/a/prod/k.yaml"])
+    data = json.loads(report.as_json("generate --check", False, [LOCATED], changes, diff="--- a"))
+    assert list(data) == ["version", "command", "ok", "problems", "files", "diff"]
+    assert data["version"] == 1
+    assert data["command"] == "generate --check"
+    assert data["ok"] is False
+    assert data["problems"] == [{
+        "file": "services/directory.yaml", "line": 7, "col": 9,
+        "key_path": "source.tables[0].primary_key", "message": "expected a string or a list",
+        "hint": "write primary_key: id", "severity": "error",
+    }]
+    assert list(data["problems"][0]) == PROBLEM_KEYS
+    # paths relative to the repository root; unchanged files are not listed
+    assert data["files"] == {
+        "added": ["generated/pipelines/a/prod/x.yaml"],
+        "changed": ["generated/pipelines/a/prod/y.yaml"],
+        "removed": ["generated/pipelines/b/prod/z.yaml"],
+    }
+    assert data["diff"] == "--- a"
+
+
+def test_json_without_changes_has_no_files_key() -> None:
+    data = json.loads(report.as_json("validate", True))
+    assert data == {"version": 1, "command": "validate", "ok": True, "problems": []}
+
+
+def test_stale_problems_name_every_kind() -> None:
+    changes = Changes(added=["p/s/e/new.yaml"], changed=["p/s/e/old.yaml"],
+                      removed=["p/s/e/gone.yaml"])
+    found = {(p.file, p.message.split(":")[0]) for p in report.stale_problems(changes)}
+    assert found == {("generated/p/s/e/old.yaml", "stale"),
+                     ("generated/p/s/e/new.yaml", "missing"),
+                     ("generated/p/s/e/gone.yaml", "orphaned")}
+    assert all(p.hint for p in report.stale_problems(changes))
+
+
+# --- through the CLI -------------------------------------------------------------------------
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = copy_repo_config(tmp_path / "repo", with_generated=False)
+    assert run_cli("generate", "--root", str(root)).returncode == 0
+    return root
+
+
+@pytest.fixture
+def broken(repo: Path) -> Path:
+    groups = repo / "server-groups.yaml"
+    text = groups.read_text()
+    assert "    sink_tasks_max: 2\n" in text
+    groups.write_text(text.replace("    sink_tasks_max: 2\n", "    sink_tasks_max: two\n"))
+    return repo
+
+
+def env(**extra: str) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}
+    return out | extra
+
+
+def bad_line(root: Path) -> int:
+    lines = (root / "server-groups.yaml").read_text().splitlines()
+    return lines.index("    sink_tasks_max: two") + 1
+
+
+def test_cli_text(broken: Path) -> None:
+    done = run_cli("validate", "--root", str(broken), env=env())
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert (f"server-groups.yaml:{bad_line(broken)}:5: environments.prod.sink_tasks_max: "
+            in done.stderr)
+    assert done.stderr.endswith("problem(s) found\n")
+
+
+def test_cli_github_is_chosen_under_actions(broken: Path) -> None:
+    done = run_cli("validate", "--root", str(broken), env=env(GITHUB_ACTIONS="true"))
+    assert done.returncode == 1
+    assert done.stdout.startswith(
+        f"::error file=server-groups.yaml,line={bad_line(broken)},col=5,title=cdc-generator::"
+        "environments.prod.sink_tasks_max: ")
+    # the log stays readable for humans too
+    assert "server-groups.yaml:" in done.stderr
+    # an explicit --format wins over the environment
+    text = run_cli("validate", "--root", str(broken), "--format", "text",
+                   env=env(GITHUB_ACTIONS="true"))
+    assert text.stdout == ""
+
+
+def json_of(done: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def test_cli_json_invalid(broken: Path) -> None:
+    done = run_cli("validate", "--root", str(broken), "--format", "json", env=env())
+    assert done.returncode == 1
+    data = json_of(done)
+    assert (data["version"], data["command"], data["ok"]) == (1, "validate", False)
+    [problem] = [p for p in data["problems"] if p["key_path"] == "environments.prod.sink_tasks_max"]
+    assert list(problem) == PROBLEM_KEYS
+    assert (problem["file"], problem["line"], problem["col"]) == (
+        "server-groups.yaml", bad_line(broken), 5)
+
+
+def test_cli_json_valid(repo: Path) -> None:
+    done = run_cli("validate", "--root", str(repo), "--format", "json", env=env())
+    assert done.returncode == 0
+    assert json_of(done) == {"version": 1, "command": "validate", "ok": True, "problems": []}
+
+
+def test_cli_json_check(repo: Path) -> None:
+    fresh = run_cli("generate", "--check", "--root", str(repo), "--format", "json", env=env())
+    assert fresh.returncode == 0
+    data = json_of(fresh)
+    assert data["ok"] is True
+    assert data["files"] == {"added": [], "changed": [], "removed": []}
+
+    (repo / "generated/pipelines/directory/prod/sink-directory.yaml").unlink()
+    stale = run_cli("generate", "--check", "--root", str(repo), "--format", "json", env=env())
+    assert stale.returncode == 1
+    data = json_of(stale)
+    assert data["ok"] is False
+    assert data["files"]["added"] == ["generated/pipelines/directory/prod/sink-directory.yaml"]
+    assert [p["message"].split(":")[0] for p in data["problems"]] == ["missing"]
+    assert "+++ b/generated/pipelines/directory/prod/sink-directory.yaml" in data["diff"]
+
+
+def test_cli_github_check(repo: Path) -> None:
+    (repo / "generated/pipelines/directory/prod/sink-directory.yaml").write_text("edited\n")
+    done = run_cli("generate", "--check", "--root", str(repo), env=env(GITHUB_ACTIONS="true"))
+    assert done.returncode == 1
+    assert done.stdout.startswith(
+        "::error file=generated/pipelines/directory/prod/sink-directory.yaml,"
+        "title=cdc-generator::stale: differs from the config")
+    assert "--- a/generated/pipelines/directory/prod/sink-directory.yaml" in done.stdout
