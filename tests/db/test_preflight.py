@@ -252,3 +252,29 @@ def test_db_per_tenant_checks_every_tenant(pg_server: localpg.LocalPostgres, pg_
         assert "did you mean globex" in capsys.readouterr().err
     finally:
         pg_server.drop_database(second)
+
+
+def test_rls_isolation_needs_bypassrls(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    groups = (shop.root / "server-groups.yaml").read_text()
+    (shop.root / "server-groups.yaml").write_text(
+        groups.replace("server_group_type: db-shared\n",
+                       "server_group_type: db-shared\n    isolation: rls\n"))
+    shop.sql("CREATE ROLE cdc_rls LOGIN REPLICATION PASSWORD 'Rls-Pw-123';"
+             "GRANT SELECT ON ALL TABLES IN SCHEMA public TO cdc_rls")
+    point_env_at(monkeypatch, shop.server, user="cdc_rls", password="Rls-Pw-123")
+    try:
+        rc, checks = shop.preflight()
+        assert rc == 1
+        assert status(checks, "bypass_rls") == {"fail"}
+        assert by_id(checks, "bypass_rls")[0]["fix"] == 'ALTER ROLE "cdc_rls" BYPASSRLS;'
+        shop.apply_fixes(checks)
+        rc, checks = shop.preflight()
+        assert rc == 0, [c for c in checks if c["status"] == "fail"]
+        assert status(checks, "bypass_rls") == {"pass"}
+    finally:
+        shop.sql("DROP OWNED BY cdc_rls; DROP ROLE cdc_rls")
+
+
+def test_no_rls_check_for_other_isolation(shop: Shop) -> None:
+    _rc, checks = shop.preflight()
+    assert not by_id(checks, "bypass_rls")

@@ -78,7 +78,7 @@ SELECT current_setting('server_version_num')::int,
        current_setting('wal_level'),
        current_setting('max_replication_slots')::int,
        current_setting('max_wal_senders')::int,
-       r.rolsuper, r.rolreplication, current_user::text,
+       r.rolsuper, r.rolreplication, r.rolbypassrls, current_user::text,
        ARRAY(SELECT g.rolname::text FROM pg_roles g
               WHERE g.rolname = ANY(%(managed)s) AND pg_has_role(current_user, g.oid, 'MEMBER')),
        (SELECT count(*) FROM pg_stat_replication)::int
@@ -98,8 +98,8 @@ def server_checks(conn: psycopg.Connection[Any], target: Target,
                   pipelines: Sequence[Pipeline]) -> list[Check]:
     row = conn.execute(_SERVER_SQL, {"managed": list(MANAGED_REPLICATION_ROLES)}).fetchone()
     assert row is not None
-    (version_num, version, wal_level, max_slots, max_senders, superuser, replication, user,
-     managed, senders) = row
+    (version_num, version, wal_level, max_slots, max_senders, superuser, replication,
+     bypassrls, user, managed, senders) = row
     slots = conn.execute(_SLOTS_SQL).fetchall()
     where = target.dbname
     out = [Check("server_version", PASS, f"PostgreSQL {version}", database=where)]
@@ -122,6 +122,20 @@ def server_checks(conn: psycopg.Connection[Any], target: Target,
             f"role {user!r} has neither REPLICATION nor superuser nor a managed-cloud "
             "replication role", f"ALTER ROLE {ident(user)} WITH REPLICATION;\n"
             f"-- on Amazon RDS instead: GRANT rds_replication TO {ident(user)};", where))
+
+    if any(p.isolation == "rls" for p in pipelines):
+        # logical decoding ignores row-level security, but the initial snapshot is
+        # a plain SELECT: without BYPASSRLS it would silently copy only the rows the
+        # policies let this role see
+        if superuser or bypassrls:
+            out.append(Check("bypass_rls", PASS, f"role {user!r} bypasses row-level "
+                             "security, so the snapshot sees every tenant", database=where))
+        else:
+            out.append(Check(
+                "bypass_rls", FAIL,
+                f"role {user!r} is subject to row-level security: the snapshot would copy "
+                "only the rows its policies allow", f"ALTER ROLE {ident(user)} BYPASSRLS;",
+                where))
 
     existing = {str(s[0]): s for s in slots}
     wanted = [p.source.slot_name for p in pipelines]
