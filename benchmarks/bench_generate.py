@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -42,28 +41,46 @@ MB = 1024 * 1024
 @dataclass(frozen=True)
 class Run:
     seconds: float
+    cpu_seconds: float  # user + system
     max_rss_kb: int
     returncode: int
     stdout: str
     stderr: str
 
 
+# ru_maxrss of a child also counts the parent's memory it was forked from, so
+# each child reports the high-water mark of its own address space (VmHWM) itself.
+_HWM_ENV = "CDC_BENCH_HWM_FILE"
+_REPORT_HWM = f"""
+import atexit, os
+def _hwm():
+    with open("/proc/self/status") as status, open(os.environ["{_HWM_ENV}"], "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+atexit.register(_hwm)
+"""
+
+
 def run(argv: list[str], cwd: Path | None = None) -> Run:
-    """Run `argv` to completion; wall time and the child's own peak RSS."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run `argv` to completion; wall time, CPU time and the child's own peak RSS."""
+    with (tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err,
+          tempfile.NamedTemporaryFile("r") as hwm):
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err)
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err,
+                                env={**os.environ, _HWM_ENV: hwm.name})
         _pid, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Run(seconds, usage.ru_maxrss, proc.returncode,
+        peak_kb = int(hwm.read() or usage.ru_maxrss)
+        return Run(seconds, usage.ru_utime + usage.ru_stime, peak_kb, proc.returncode,
                    out.read().decode(), err.read().decode())
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cdc_generator", *args]
+    """`python -m cdc_generator ARGS`, plus the peak-memory report at exit."""
+    return [sys.executable, "-c", _REPORT_HWM + "import runpy\n"
+            "runpy.run_module('cdc_generator', run_name='__main__', alter_sys=True)", *args]
 
 
 def best(runs: list[Run]) -> Run:
@@ -105,6 +122,7 @@ def floor_child(source: Path, dest: Path) -> None:
             with open(full, "rb") as fh:
                 files.append((full[base:], fh.read()))
     files.sort()
+    cpu_started = sum(os.times()[:2])
     started = time.perf_counter()
     made: set[str] = set()
     for rel, data in files:
@@ -114,19 +132,19 @@ def floor_child(source: Path, dest: Path) -> None:
             made.add(parent)
         with open(os.path.join(dest, rel), "wb") as fh:
             fh.write(data)
-    print(f"{time.perf_counter() - started:.6f}")
+    cpu = sum(os.times()[:2])
+    print(f"{time.perf_counter() - started:.6f} {cpu - cpu_started:.6f}")
 
 
-def floor(source: Path, scratch: Path, repeat: int) -> Run:
-    runs = []
-    for _ in range(repeat):
-        shutil.rmtree(scratch, ignore_errors=True)
-        child = run([sys.executable, __file__, "--floor-child", str(source), str(scratch)])
-        if child.returncode != 0:
-            raise SystemExit(f"floor run failed:\n{child.stderr}")
-        runs.append(Run(float(child.stdout), child.max_rss_kb, 0, "", ""))
-    shutil.rmtree(scratch, ignore_errors=True)
-    return best(runs)
+def floor(source: Path, dest: Path) -> Run:
+    child = run([sys.executable, "-c", _REPORT_HWM + "import runpy, sys\n"
+                 f"sys.argv[0] = {__file__!r}\n"
+                 f"runpy.run_path({__file__!r}, run_name='__main__')",
+                 "--floor-child", str(source), str(dest)])
+    if child.returncode != 0:
+        raise SystemExit(f"floor run failed:\n{child.stderr}")
+    seconds, cpu = (float(x) for x in child.stdout.split())
+    return Run(seconds, cpu, child.max_rss_kb, 0, "", "")
 
 
 # ------------------------------------------------------------- measurements
@@ -145,41 +163,42 @@ class Row:
     def cells(self) -> list[str]:
         s = self.run.seconds
         return [
-            self.size, self.what, f"{s:.3f}", f"{self.files / s:,.0f}",
+            self.size, self.what, f"{s:.3f}", f"{self.run.cpu_seconds:.3f}",
+            f"{self.files / s:,.0f}",
             f"{self.size_bytes / MB / s:.1f}", f"{self.run.max_rss_kb / 1024:.0f}",
             f"{s / self.floor:.1f}x" if self.floor else "-", self.note,
         ]
 
 
-HEADER = ["estate", "run", "wall s", "files/s", "MB/s", "peak MB", "x floor", "note"]
+HEADER = ["estate", "run", "wall s", "cpu s", "files/s", "MB/s", "peak MB", "x floor", "note"]
 
 
-def measure_size(tenants: int, tables: int, environments: int, repeat: int) -> list[Row]:
+def measure_size(tenants: int, tables: int, environments: int, repeat: int,
+                 tmpdir: str | None) -> list[Row]:
     estate = synth.Estate(tenants=tenants, tables=tables,
                           environments=synth.environment_names(environments))
     label = f"{tenants}x{tables}x{environments}"
-    with tempfile.TemporaryDirectory(prefix="cdc-bench-") as tmp:
-        root = Path(tmp) / "repo"
-        synth.write(root, estate)
+    with tempfile.TemporaryDirectory(prefix="cdc-bench-", dir=tmpdir) as tmp:
+        # Every cold run and every floor run gets a fresh directory, and nothing is
+        # deleted until the end: ext4 skips inodes freed in the last ~30 s when it
+        # allocates new ones, so deleting a large tree slows the next creations.
+        # Cold runs and floor runs alternate, so both meet the same disk weather.
+        cold_runs, floor_runs = [], []
+        for i in range(repeat):
+            root = Path(tmp) / f"repo-{i}"
+            synth.write(root, estate)
+            cold_runs.append(run(cli("generate", "--root", str(root))))
+            floor_runs.append(floor(root / "generated", Path(tmp) / f"floor-{i}"))
+        cold, io_floor = best(cold_runs), best(floor_runs)
         generated = root / "generated"
-        generate = cli("generate", "--root", str(root))
-
-        cold_runs = []
-        for _ in range(repeat):
-            shutil.rmtree(generated, ignore_errors=True)
-            cold_runs.append(run(generate))
-        cold = best(cold_runs)
         files, size = tree_stats(generated)
-        if files != synth.expected_files(estate):
-            raise SystemExit(f"{label}: {files} files, expected {synth.expected_files(estate)}")
 
         before = tree_identity(generated)
-        unchanged = best([run(generate) for _ in range(repeat)])
+        unchanged = best([run(cli("generate", "--root", str(root))) for _ in range(repeat)])
         untouched = tree_identity(generated) == before
         said = "nothing written" in unchanged.stderr
         check = best([run(cli("generate", "--root", str(root), "--check", "--no-diff"))
                       for _ in range(repeat)])
-        io_floor = floor(generated, Path(tmp) / "floor", repeat)
 
     f = io_floor.seconds
     return [
@@ -216,21 +235,24 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--sizes", default="50,500,5000", help="tenant counts (default: %(default)s)")
+    parser.add_argument("--sizes", default="50,500,5000",
+                        help="tenant counts (default: %(default)s)")
     parser.add_argument("--tables", type=int, default=20)
     parser.add_argument("--environments", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; best is kept")
+    parser.add_argument("--tmpdir", help="where the estates are built (default: the system's)")
     parser.add_argument("--floor-child", nargs=2, metavar=("SRC", "DEST"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor_child:
         floor_child(Path(args.floor_child[0]), Path(args.floor_child[1]))
         return 0
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, best of {args.repeat}",
-          flush=True)
+    where = args.tmpdir or tempfile.gettempdir()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, best of {args.repeat}, "
+          f"estates under {where}", flush=True)
     rows: list[Row] = []
     for size in (int(s) for s in args.sizes.split(",")):
-        rows += measure_size(size, args.tables, args.environments, args.repeat)
+        rows += measure_size(size, args.tables, args.environments, args.repeat, args.tmpdir)
         print(table(HEADER, [r.cells() for r in rows]) + "\n", flush=True)
 
     colds = [r for r in rows if r.what == "cold"]

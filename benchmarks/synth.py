@@ -163,11 +163,3 @@ def write(root: Path, estate: Estate) -> None:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
 
-
-def expected_files(estate: Estate) -> int:
-    """How many files `generate` writes for `estate` (connectors + kustomizations)."""
-    envs = len(estate.environments)
-    tenants = len(estate.tenant_numbers())
-    pipelines = (tenants + len(estate.shared_services)) * envs
-    directories = (int(tenants > 0) + len(estate.shared_services)) * envs
-    return 2 * pipelines + directories

@@ -161,6 +161,11 @@ def table_from_database(name: str, entry_schema: str | None, schemas: Sequence[s
             notes.append(f"{table.qualified} has no primary key and replica identity "
                          f"{table.replica_identity}: run ALTER TABLE {table.qualified} "
                          "REPLICA IDENTITY FULL; before capturing it")
+        elif outside_key := [c for c in primary_key if c not in table.identity_columns]:
+            notes.append(f"--primary-key column(s) {', '.join(outside_key)} are outside the "
+                         f"replica identity of {table.qualified}: DELETE events would carry "
+                         f"empty keys; run ALTER TABLE {table.qualified} REPLICA IDENTITY "
+                         "FULL; (or USING INDEX on a unique index over the key)")
     if filter_expr is not None:
         check_filter(filter_expr, customer, info.columns)
         used = rowfilter.referenced_columns(

@@ -44,6 +44,9 @@ def connect_ref(value: str) -> str:
     return PLACEHOLDER.sub(r"${env:\1}", value)
 
 
+_connect_ref = cache(connect_ref)  # the same few server and sink settings in every pipeline
+
+
 @dataclass(frozen=True)
 class CapturedTable:
     schema: str
@@ -202,10 +205,10 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
     source = SourceSpec(
         name=f"source-{base}",
         database=db.name_in(env.name),
-        hostname=connect_ref(group.server.host.value),
-        port=connect_ref(group.server.port.value),
-        user=connect_ref(group.server.user.value),
-        password=connect_ref(group.server.password.value),
+        hostname=_connect_ref(group.server.host.value),
+        port=_connect_ref(group.server.port.value),
+        user=_connect_ref(group.server.user.value),
+        password=_connect_ref(group.server.password.value),
         slot_name=slot,
         publication_name=slot,
         publication_autocreate_mode=(
@@ -227,11 +230,11 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
     sink = SinkSpec(
         name=f"sink-{base}",
         connection_url=(
-            f"jdbc:postgresql://{connect_ref(env.sink.host.value)}:"
-            f"{connect_ref(env.sink.port.value)}/{connect_ref(sink_db)}"
+            f"jdbc:postgresql://{_connect_ref(env.sink.host.value)}:"
+            f"{_connect_ref(env.sink.port.value)}/{_connect_ref(sink_db)}"
         ),
-        user=connect_ref(env.sink.user.value),
-        password=connect_ref(env.sink.password.value),
+        user=_connect_ref(env.sink.user.value),
+        password=_connect_ref(env.sink.password.value),
         topics=source.topics,
         collection_name_format=f"{target_schema}.${{source.table}}",
         drop_key_field=ROUTER_KEY_FIELD if key_uniqueness else None,
@@ -372,7 +375,7 @@ def _collisions(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
             ("replication slot", p.source.slot_name),
             ("topic prefix", p.source.topic_prefix),
             ("connector name", f"{p.namespace}/{p.source.name}"),
-            *(("topic", t) for t in p.source.topics),
+            *(("topic", t) for t in p.sink.topics),  # = p.source.topics, already sorted
         ]
         for kind, value in keys:
             key = (p.environment, kind, value)

@@ -278,3 +278,19 @@ def test_rls_isolation_needs_bypassrls(shop: Shop, monkeypatch: pytest.MonkeyPat
 def test_no_rls_check_for_other_isolation(shop: Shop) -> None:
     _rc, checks = shop.preflight()
     assert not by_id(checks, "bypass_rls")
+
+
+def test_configured_key_outside_replica_identity_fails(shop: Shop) -> None:
+    """DELETE keys come from the old-row image: a key outside it arrives empty."""
+    shop.service(ORDERS_SERVICE.replace("name: orders  # the main table\n          primary_key: id",
+                                        "name: orders  # the main table\n"
+                                        "          primary_key: [region, total]"))
+    rc, checks = shop.preflight()
+    assert rc == 1
+    failing = by_id(checks, "key_in_replica_identity")
+    assert [c["status"] for c in failing] == ["fail"]
+    assert "region, total" in failing[0]["message"]
+    shop.apply_fixes(checks)  # REPLICA IDENTITY FULL
+    rc, checks = shop.preflight()
+    assert status(checks, "key_in_replica_identity") == set()
+    assert status(checks, "replica_identity") == {"pass"}

@@ -276,7 +276,7 @@ def apply_publication_sql(pg: localpg.LocalPostgres, root: Path, *,
         found = _RUN_IN.search(text)
         assert found, f"{path}: its header does not say which database it is for"
         with pg.connect(found.group(1)) as conn:
-            conn.execute(text)  # type: ignore[arg-type]  # generated SQL, not user input
+            conn.execute(text)
         ran.append(path.relative_to(root).as_posix())
     return ran
 
@@ -286,7 +286,7 @@ def recreate_database(pg: localpg.LocalPostgres, name: str, ddl: str) -> None:
     pg.drop_database(name)
     pg.create_database(name)
     with pg.connect(name) as conn:
-        conn.execute(ddl)  # type: ignore[arg-type]  # literal test DDL
+        conn.execute(ddl)
 
 
 @contextlib.contextmanager
@@ -305,7 +305,7 @@ def databases(pg: localpg.LocalPostgres, ddl_by_db: Mapping[str, str]) -> Iterat
 def execute(pg: localpg.LocalPostgres, dbname: str, *statements: str) -> None:
     with pg.connect(dbname) as conn:
         for statement in statements:
-            conn.execute(statement)  # type: ignore[arg-type]  # literal test SQL
+            conn.execute(statement)
 
 
 def resolve_collection_name(fmt: str, source: Mapping[str, Any], topic: str) -> str:

@@ -289,7 +289,8 @@ def test_broken_plugin_name_is_reported_with_file_line_and_key(
     line = connector.text.splitlines().index("    plugin.name: pgoutptu") + 1
     assert [(p.file, p.line, p.key_path) for p in problems] == [
         (BROKEN_SOURCE, line, "spec.config.plugin.name")], problems
-    assert "plugin.name" in problems[0].message and "pgoutput" in problems[0].message
+    assert "plugin.name" in problems[0].message
+    assert "pgoutput" in problems[0].message
     with pytest.raises(AssertionError, match=rf"{BROKEN_SOURCE}:{line}:5: spec.config.plugin"):
         pl.assert_valid(shared_stack.connect_url, [connector])
 

@@ -42,7 +42,8 @@ def repo_connectors() -> tuple[list[str], list[str]]:
 def test_repo_output_on_the_real_worker(repo_sources: pl.RunningSources,
                                         capsys: pytest.CaptureFixture[str], fmt: str) -> None:
     sources, sinks = repo_connectors()
-    assert sources and sinks
+    assert sources
+    assert sinks
     code, out, err = run_validate(capsys, REPO_ROOT, repo_sources.stack.connect_url,
                                   "--environment", ENVIRONMENT, "--format", fmt)
     if jdbc_sink_dir() is not None:  # the sink plugin is installed: all clean

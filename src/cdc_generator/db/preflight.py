@@ -270,6 +270,21 @@ def _table_checks(p: Pipeline, table: CapturedTable, info: TableInfo | None,
         out.append(check("primary_key", FAIL,
                          f"configured primary_key column(s) {', '.join(unknown)} not in {name}",
                          "-- fix primary_key in the service file"))
+    elif info.replicable and not set(table.primary_key) <= set(info.identity_columns):
+        # Debezium builds a DELETE's key from the old-row image, which holds only the
+        # replica identity: key columns outside it arrive empty and the sink would
+        # delete the wrong row, or none
+        outside = [c for c in table.primary_key if c not in info.identity_columns]
+        out.append(check(
+            "key_in_replica_identity", FAIL,
+            f"configured primary_key column(s) {', '.join(outside)} of {name} are not in its "
+            f"replica identity ({', '.join(info.identity_columns)}): DELETE events would "
+            "carry empty keys",
+            f"ALTER TABLE {qualified} REPLICA IDENTITY FULL;\n"
+            "-- or, lighter on WAL, a unique index over the key as replica identity:\n"
+            f"-- CREATE UNIQUE INDEX <index> ON {qualified} "
+            f"({', '.join(ident(c) for c in table.primary_key)});\n"
+            f"-- ALTER TABLE {qualified} REPLICA IDENTITY USING INDEX <index>;"))
     elif info.primary_key and tuple(info.primary_key) != tuple(table.primary_key):
         out.append(check("primary_key", WARN,
                          f"configured primary_key ({', '.join(table.primary_key)}) differs from "
