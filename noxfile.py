@@ -95,4 +95,17 @@ def dev_db(session: nox.Session) -> None:
     session.run("cdc-generator", "dev-db", *session.posargs)
 
 
-# Sessions added by later issues (bench) go below.
+@nox.session(name="bench-e2e")
+def bench_e2e(session: nox.Session) -> None:
+    """Generated source on the real engine: start time, snapshot rate, latency, RSS."""
+    install(session)
+    session.run("python", "scripts/e2e_deps.py")
+    session.run("python", "benchmarks/bench_e2e.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """generate vs. the I/O floor on synthetic estates (50/500/5,000 tenants); prints
+    figures only. `-- --tmpdir /dev/shm` takes the disk out; `-- --sizes 50,500` is quick."""
+    install(session)
+    session.run("python", "benchmarks/bench_generate.py", *session.posargs)

@@ -1,20 +1,21 @@
 """How fast `generate` is against the I/O floor, for growing synthetic estates.
 
     python benchmarks/bench_generate.py [--sizes 50,500,5000] [--tables 20]
-                                        [--environments 3] [--repeat 3]
+                                        [--environments 3] [--repeat 3] [--tmpdir DIR]
 
 For each size a synthetic estate (benchmarks/synth.py) is written into a temp
-root and measured, each run a fresh `python -m cdc_generator` subprocess so
-that peak RSS (ru_maxrss from os.wait4) belongs to that run alone:
+root and measured, each run a fresh `python -m cdc_generator` subprocess that
+reports its own peak RSS (VmHWM) at exit:
 
-* cold       `generate` into a root without generated/
+* cold       `generate` into a root without generated/ (a fresh root per run)
 * unchanged  `generate` again with nothing changed (must write nothing)
 * check      `generate --check`
 * floor      writing the same bytes from in-memory strings into an empty tree
              with the same directory layout (time of the writes alone)
 
-Wall time is the best of --repeat runs. `--help` and `validate` are timed on
-this repository. Prints figures only: nothing here asserts on time.
+Wall and CPU time are of the best of --repeat runs. `--help` and `validate` are
+timed on this repository. `--tmpdir /dev/shm` takes the disk out of the figures.
+Prints figures only: nothing here asserts on time.
 """
 
 from __future__ import annotations

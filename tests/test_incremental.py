@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from benchmarks import synth
 
-from cdc_generator import plan, rowfilter
+from cdc_generator import rowfilter
 from cdc_generator.cli import main
-from cdc_generator.config.checks import CUSTOMER_PLACEHOLDER
+from cdc_generator.rowfilter import CUSTOMER_PLACEHOLDER
 from tests.helpers import tree
 
 BASE = synth.Estate(tenants=24, tables=6, shared_services=("directory", "catalog", "audit"))
@@ -181,7 +181,7 @@ def _canonical_or_error(make: Callable[[], str]) -> str:
 def test_tenant_filter_shortcut_equals_full_canonicalisation(template: str) -> None:
     """plan re-prints a tenant filter once per id length, not once per tenant: the
     result must be what rowfilter.canonical gives for each tenant's own text."""
-    filters = plan._Filters()
+    filters = rowfilter.TenantFilters()
     for customer in CUSTOMERS:
         text = template.replace(CUSTOMER_PLACEHOLDER, customer)
         full = _canonical_or_error(partial(rowfilter.canonical, text))

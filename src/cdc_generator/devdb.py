@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdc_generator import localpg, rowfilter
-from cdc_generator.config.checks import CUSTOMER_PLACEHOLDER
 from cdc_generator.config.model import (
     DEFAULT_SCHEMA,
     PLACEHOLDER,
@@ -24,6 +23,7 @@ from cdc_generator.config.model import (
     Table,
 )
 from cdc_generator.publication import ident, literal
+from cdc_generator.rowfilter import CUSTOMER_PLACEHOLDER
 
 GENERIC_COLUMNS = (("name", "text"), ("updated_at", "timestamptz NOT NULL DEFAULT now()"))
 SEED_ROWS = 2

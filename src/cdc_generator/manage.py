@@ -20,7 +20,6 @@ from typing import Any
 
 from cdc_generator import rowfilter
 from cdc_generator.config import schema
-from cdc_generator.config.checks import CUSTOMER_PLACEHOLDER
 from cdc_generator.config.load import YamlLoadError, load_document, parse_document
 from cdc_generator.config.model import (
     DEFAULT_SCHEMA,
@@ -32,6 +31,7 @@ from cdc_generator.config.model import (
 from cdc_generator.config.repo import GROUPS_FILE, SERVICES_DIR
 from cdc_generator.db.inspect import TableInfo
 from cdc_generator.errors import ConfigError, UsageError
+from cdc_generator.rowfilter import CUSTOMER_PLACEHOLDER
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../schemas/service.schema.json"
 

@@ -18,8 +18,7 @@ from cdc_generator.config.model import (
     Setting,
 )
 from cdc_generator.errors import Problem
-
-CUSTOMER_PLACEHOLDER = "{{CUSTOMER_ID}}"
+from cdc_generator.rowfilter import CUSTOMER_PLACEHOLDER
 
 
 def check_config(config: Config, root: Path) -> list[Problem]:
