@@ -15,6 +15,7 @@ Each set is deleted at the end of the session, its slots and databases dropped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import textwrap
@@ -73,17 +74,26 @@ def repo_sources(shared_stack: Stack, pg_server: localpg.LocalPostgres) -> Itera
     config = load_config(REPO_ROOT)
     seeds = devdb.seed_plan(config, ENVIRONMENT)
     ddl = {db.name: ";\n".join(devdb.seed_statements(db)) for db in seeds}
+    with _running_sources(shared_stack, pg_server, REPO_ROOT, ddl, "repo sources") as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _running_sources(stack: Stack, pg_server: localpg.LocalPostgres, root: Path,
+                     ddl: dict[str, str], label: str) -> Iterator[pl.RunningSources]:
+    """Seed `ddl`, apply root's publication SQL, validate and start root's generated
+    sources as one batch; stop them (and drop their slots) afterwards."""
     with pl.databases(pg_server, ddl):
-        pl.apply_publication_sql(pg_server, REPO_ROOT, environment=ENVIRONMENT)
-        connectors = pl.sources(connect.load_generated(REPO_ROOT, environment=ENVIRONMENT))
-        assert connectors, f"no generated sources under {REPO_ROOT}/generated for {ENVIRONMENT}"
-        with shared_stack.keep_logs_on_failure("repo sources"):
-            pl.assert_valid(shared_stack.connect_url, connectors)
-            running = pl.start_sources(shared_stack, connectors)
+        pl.apply_publication_sql(pg_server, root, environment=ENVIRONMENT)
+        connectors = pl.sources(connect.load_generated(root, environment=ENVIRONMENT))
+        assert connectors, f"no generated sources under {root}/generated for {ENVIRONMENT}"
+        with stack.keep_logs_on_failure(label):
+            pl.assert_valid(stack.connect_url, connectors)
+            running = pl.start_sources(stack, connectors)
         try:
             yield running
         finally:
-            pl.stop_sources(shared_stack, connectors, pg_server)
+            pl.stop_sources(stack, connectors, pg_server)
 
 
 # --------------------------------------------------------------------------- test configs
@@ -263,13 +273,6 @@ def generated_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def generated_sources(shared_stack: Stack, pg_server: localpg.LocalPostgres,
                       generated_root: Path) -> Iterator[pl.RunningSources]:
     """The test configs' sources, one batch, against :data:`TEST_DDL` databases."""
-    with pl.databases(pg_server, TEST_DDL):
-        pl.apply_publication_sql(pg_server, generated_root, environment=ENVIRONMENT)
-        connectors = pl.sources(connect.load_generated(generated_root, environment=ENVIRONMENT))
-        with shared_stack.keep_logs_on_failure("generated sources"):
-            pl.assert_valid(shared_stack.connect_url, connectors)
-            running = pl.start_sources(shared_stack, connectors)
-        try:
-            yield running
-        finally:
-            pl.stop_sources(shared_stack, connectors, pg_server)
+    with _running_sources(shared_stack, pg_server, generated_root, TEST_DDL,
+                          "generated sources") as running:
+        yield running
