@@ -54,10 +54,6 @@ class Changes:
         return bool(self.added or self.changed or self.removed)
 
 
-def read_tree(directory: Path) -> dict[str, bytes]:
-    return {rel: _read(full) for rel, full in _walk(directory)}
-
-
 def read_files(directory: Path, paths: Iterable[str]) -> dict[str, bytes]:
     """The files `paths` (relative, '/'-separated) under `directory` that exist."""
     out = {}
@@ -102,9 +98,9 @@ def _read_sized(path: str, size: int | None) -> bytes | None:
 
 def compare_tree(desired: Mapping[str, bytes], directory: Path,
                  scope: Scope) -> tuple[Changes, list[str]]:
-    """`compare(desired, read_tree(directory), scope)` without holding the old tree in
-    memory: each file is read once (not at all when its size differs) and dropped.
-    Also returns every path found, for `write_tree`."""
+    """What differs between `desired` and the tree under `directory`, within `scope`,
+    without holding the old tree in memory: each file is read once (not at all when
+    its size differs) and dropped. Also returns every path found, for `write_tree`."""
     changes = Changes()
     found = []
     for rel, full in _walk(directory):
@@ -122,22 +118,6 @@ def compare_tree(desired: Mapping[str, bytes], directory: Path,
     for bucket in (changes.added, changes.changed, changes.removed, changes.unchanged):
         bucket.sort()
     return changes, found
-
-
-def compare(desired: Mapping[str, bytes], existing: Mapping[str, bytes], scope: Scope) -> Changes:
-    changes = Changes()
-    for path, data in desired.items():
-        old = existing.get(path)
-        if old is None:
-            changes.added.append(path)
-        elif old != data:
-            changes.changed.append(path)
-        else:
-            changes.unchanged.append(path)
-    changes.removed = [p for p in existing if p not in desired and scope.owns(p)]
-    for bucket in (changes.added, changes.changed, changes.removed, changes.unchanged):
-        bucket.sort()
-    return changes
 
 
 def unified_diff(changes: Changes, desired: Mapping[str, bytes],
@@ -165,15 +145,11 @@ def recover(root: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def write_tree(root: Path, desired: Mapping[str, bytes], scope: Scope,
-               existing: Mapping[str, bytes] | None = None) -> Changes:
+def write_tree(root: Path, desired: Mapping[str, bytes], scope: Scope) -> Changes:
     """Make `generated/` hold `desired` (within `scope`); return what changed."""
     recover(root)
     target = root / GENERATED_DIR
-    if existing is None:
-        changes, found = compare_tree(desired, target, scope)
-    else:
-        changes, found = compare(desired, existing, scope), list(existing)
+    changes, found = compare_tree(desired, target, scope)
     if not changes.any:
         return changes
     keep = [p for p in found if not scope.owns(p) and p not in desired]
