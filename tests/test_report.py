@@ -152,7 +152,8 @@ def test_cli_text(broken: Path) -> None:
 
 
 def test_cli_github_is_chosen_under_actions(broken: Path) -> None:
-    done = run_cli("validate", "--root", str(broken), env=env(GITHUB_ACTIONS="true"))
+    # Actions runs in the workspace root: annotation paths are relative to it
+    done = run_cli("validate", env=env(GITHUB_ACTIONS="true"), cwd=broken)
     assert done.returncode == 1
     assert done.stdout.startswith(
         f"::error file=server-groups.yaml,line={bad_line(broken)},col=5,title=cdc-generator::"
@@ -163,6 +164,17 @@ def test_cli_github_is_chosen_under_actions(broken: Path) -> None:
     text = run_cli("validate", "--root", str(broken), "--format", "text",
                    env=env(GITHUB_ACTIONS="true"))
     assert text.stdout == ""
+
+
+def test_github_paths_follow_root_from_the_working_directory(broken: Path) -> None:
+    """A config in a subfolder (`--root deploy/cdc`) is annotated at its real path."""
+    done = run_cli("validate", "--root", broken.name, "--format", "github", env=env(),
+                   cwd=broken.parent)
+    assert done.stdout.startswith(f"::error file={broken.name}/server-groups.yaml,line=")
+    assert f"{broken.name}/server-groups.yaml:" in done.stderr
+    as_json = run_cli("validate", "--root", broken.name, "--format", "json", env=env(),
+                      cwd=broken.parent)
+    assert json.loads(as_json.stdout)["problems"][0]["file"] == "server-groups.yaml"
 
 
 def json_of(done: Any) -> dict[str, Any]:
@@ -206,7 +218,7 @@ def test_cli_json_check(repo: Path) -> None:
 
 def test_cli_github_check(repo: Path) -> None:
     (repo / "generated/pipelines/directory/prod/sink-directory.yaml").write_text("edited\n")
-    done = run_cli("generate", "--check", "--root", str(repo), env=env(GITHUB_ACTIONS="true"))
+    done = run_cli("generate", "--check", env=env(GITHUB_ACTIONS="true"), cwd=repo)
     assert done.returncode == 1
     assert done.stdout.startswith(
         "::error file=generated/pipelines/directory/prod/sink-directory.yaml,"

@@ -7,7 +7,8 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from dataclasses import replace
+from pathlib import Path
 
 from cdc_generator import report
 from cdc_generator.errors import CdcError, ConfigError, Problem, UsageError
@@ -30,15 +31,28 @@ def chosen_format(args: argparse.Namespace) -> str:
 
 
 def emit_problems(fmt: str, command: str, problems: Sequence[Problem],
-                  out: TextIO | None = None) -> None:
-    out = out or sys.stdout
+                  root: Path | None = None) -> None:
+    """Report `problems`. JSON keeps paths relative to the repository root (its
+    documented shape); text and GitHub annotations show them relative to the
+    working directory, so `--root sub/dir` still points at the right files."""
     if fmt == "json":
-        out.write(report.as_json(command, not problems, problems))
-    elif fmt == "github":
-        out.write(report.problems_github(problems))
-        sys.stderr.write(report.problems_text(problems))
-    else:
-        sys.stderr.write(report.problems_text(problems))
+        sys.stdout.write(report.as_json(command, not problems, problems))
+        return
+    shown = from_cwd(problems, root)
+    if fmt == "github":
+        sys.stdout.write(report.problems_github(shown))
+    sys.stderr.write(report.problems_text(shown))
+
+
+def from_cwd(problems: Sequence[Problem], root: Path | None) -> list[Problem]:
+    prefix = os.path.relpath(root) if root is not None else "."
+    if prefix == ".":
+        return list(problems)
+    return [
+        replace(p, file=os.path.join(prefix, p.file))
+        if p.file not in ("", "-") and not os.path.isabs(p.file) else p
+        for p in problems
+    ]
 
 
 def guarded(args: argparse.Namespace, command: str, body: Callable[[], int]) -> int:
@@ -47,7 +61,7 @@ def guarded(args: argparse.Namespace, command: str, body: Callable[[], int]) -> 
     try:
         return body()
     except ConfigError as exc:
-        emit_problems(fmt, command, exc.problems)
+        emit_problems(fmt, command, exc.problems, getattr(args, "root", None))
         return EXIT_FAIL
     except UsageError as exc:
         sys.stderr.write(f"cdc-generator {command}: error: {exc}\n")

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
                                                 result.changes, diff=result.diff))
                 return common.EXIT_FAIL if problems else common.EXIT_OK
             if problems:
-                common.emit_problems(fmt, "generate --check", problems)
+                common.emit_problems(fmt, "generate --check", problems, args.root)
                 sys.stdout.write(result.diff)
                 sys.stderr.write("generated/ is out of date: run `cdc-generator generate` "
                                  "and commit the result\n")

@@ -56,7 +56,7 @@ def _remote(args: argparse.Namespace, fmt: str) -> int:
             state = "ok" if not found else f"{len(found)} problem(s)"
             sys.stderr.write(f"{connector.path}: {state}\n")
         problems.extend(found)
-    common.emit_problems(fmt, "validate --connect-url", problems)
+    common.emit_problems(fmt, "validate --connect-url", problems, args.root)
     if not problems and fmt != "json":
         sys.stderr.write(f"{len(connectors)} connector(s) valid on {args.connect_url}\n")
     return common.EXIT_FAIL if problems else common.EXIT_OK
