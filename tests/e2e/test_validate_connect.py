@@ -8,6 +8,7 @@ sink plugin would answer, so the test says so rather than hiding it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -28,7 +29,8 @@ NOT_INSTALLED = f"connector plugin {pl.SINK_CLASS} is not installed"
 def run_validate(capsys: pytest.CaptureFixture[str], root: Path, url: str,
                  *extra: str) -> tuple[int, str, str]:
     capsys.readouterr()
-    code = cli.main(["validate", "--root", str(root), "--connect-url", url, *extra])
+    with contextlib.chdir(root):  # as in CI: run in the repository root
+        code = cli.main(["validate", "--connect-url", url, *extra])
     out, err = capsys.readouterr()
     return code, out, err
 
