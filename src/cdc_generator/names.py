@@ -20,12 +20,6 @@ def is_dns_label(name: str) -> bool:
     return len(name) <= 63 and _DNS_LABEL.match(name) is not None
 
 
-def is_dns_subdomain(name: str) -> bool:
-    return len(name) <= MAX_K8S_NAME and all(
-        _DNS_LABEL.match(label) for label in name.split(".")
-    )
-
-
 def sql_ident(*parts: str) -> str:
     """`Acme-Corp` -> `acme_corp`: a lower-case identifier needing no quotes."""
     joined = "_".join(parts).lower()

@@ -50,9 +50,6 @@ class Target:
     def describe(self) -> str:
         return f"{self.user}@{self.host}:{self.port}/{self.dbname}"
 
-    def with_database(self, dbname: str, customer: str | None = None) -> Target:
-        return Target(self.host, self.port, self.user, dbname, self.password, customer, self.dsn)
-
     def redact(self, text: str) -> str:
         return redact(text, self.password)
 

@@ -95,11 +95,3 @@ def inspect_tables(conn: psycopg.Connection[Any], schemas: Sequence[str],
         )
         for schema, name, ident, tuples, select, columns, pk, ri in rows
     ]
-
-
-def schemas_present(conn: psycopg.Connection[Any]) -> list[str]:
-    rows = conn.execute(
-        "SELECT nspname::text FROM pg_namespace WHERE nspname !~ '^pg_' "
-        "AND nspname <> 'information_schema' ORDER BY 1"
-    ).fetchall()
-    return [str(r[0]) for r in rows]

@@ -140,27 +140,11 @@ def server_checks(conn: psycopg.Connection[Any], target: Target,
     existing = {str(s[0]): s for s in slots}
     wanted = [p.source.slot_name for p in pipelines]
     new_slots = [s for s in wanted if s not in existing]
-    need = len(slots) + len(new_slots)
-    if need <= max_slots:
-        out.append(Check("max_replication_slots", PASS,
-                         f"{len(slots)} of {max_slots} slots in use, {len(new_slots)} more "
-                         "needed", database=where))
-    else:
-        out.append(Check(
-            "max_replication_slots", FAIL,
-            f"{len(slots)} of {max_slots} slots in use and {len(new_slots)} more needed",
-            f"ALTER SYSTEM SET max_replication_slots = {need + 2};\n{RESTART}", where))
+    out.append(_headroom("max_replication_slots", "slots", len(slots), len(new_slots),
+                         max_slots, where=where))
     idle = [s for s in wanted if s not in existing or not existing[s][4]]
-    if senders + len(idle) <= max_senders:
-        out.append(Check("max_wal_senders", PASS,
-                         f"{senders} of {max_senders} WAL senders in use, {len(idle)} more "
-                         "needed", database=where))
-    else:
-        out.append(Check(
-            "max_wal_senders", FAIL,
-            f"{senders} of {max_senders} WAL senders in use and {len(idle)} more needed",
-            f"ALTER SYSTEM SET max_wal_senders = {senders + len(idle) + 2};\n{RESTART}",
-            where))
+    out.append(_headroom("max_wal_senders", "WAL senders", senders, len(idle),
+                         max_senders, where=where))
     out.extend(_slot_checks(slots, pipelines, where))
     if version_num < ROW_FILTER_VERSION and any(p.source.filtered_tables for p in pipelines):
         out.append(Check(
@@ -168,6 +152,16 @@ def server_checks(conn: psycopg.Connection[Any], target: Target,
             f"row filters need PostgreSQL 15 or later; the server runs {version}",
             "-- upgrade the server, or remove 'filter:' from the service's tables", where))
     return out
+
+
+def _headroom(setting: str, what: str, used: int, more: int, limit: int, *,
+              where: str) -> Check:
+    """Whether `more` of `what` fit under `setting` (= `limit`) beside `used`."""
+    if used + more <= limit:
+        return Check(setting, PASS, f"{used} of {limit} {what} in use, {more} more needed",
+                     database=where)
+    return Check(setting, FAIL, f"{used} of {limit} {what} in use and {more} more needed",
+                 f"ALTER SYSTEM SET {setting} = {used + more + 2};\n{RESTART}", where)
 
 
 def _slot_checks(slots: Sequence[Any], pipelines: Sequence[Pipeline], where: str) -> list[Check]:
