@@ -3,7 +3,8 @@
     nox -s generate      regenerate generated/ from the config
     nox -s check         fail when generated/ differs from the config (CI's freshness gate)
     nox -s tests -- -k report   pytest; arguments after `--` go to pytest
-    nox -s lint          ruff, mypy --strict, yamllint, `cdc-generator validate`
+    nox -s lint          ruff, mypy --strict, yamllint, `cdc-generator validate`,
+                         compiled schema validators fresh
 
 Sessions run on the interpreter nox runs on (CI: 3.11) and reuse their
 virtualenvs; `nox -R` also skips the install step.
@@ -70,6 +71,7 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")  # strict, over [tool.mypy] files in pyproject.toml
     session.run("yamllint", "--strict", ".")
     session.run("cdc-generator", "validate")
+    session.run("python", "scripts/compile_schemas.py", "--check")
 
 
 @nox.session

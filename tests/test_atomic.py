@@ -48,7 +48,9 @@ def test_kill_during_generate_never_leaves_a_mix(tmp_path: Path) -> None:
     outcomes = []
     for delay in (0.05, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cdc_generator", "generate", "--root", str(root)],
+            # two processes: a kill also lands while a forked worker is writing
+            [sys.executable, "-m", "cdc_generator", "generate", "--root", str(root),
+             "--jobs", "2"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         time.sleep(delay)

@@ -26,8 +26,10 @@ BASE = synth.Estate(tenants=24, tables=6, shared_services=("directory", "catalog
 Identity = dict[str, tuple[int, int]]
 
 
-def generate(root: Path, *args: str) -> None:
-    assert main(["generate", "--root", str(root), *args]) == 0
+def generate(root: Path, *args: str, jobs: int = 3) -> None:
+    """Incremental runs shard the work over 3 processes; clean ones use 1, so the
+    comparison also holds the sharded writer to the serial one."""
+    assert main(["generate", "--root", str(root), "--jobs", str(jobs), *args]) == 0
 
 
 def identity(directory: Path) -> Identity:
@@ -43,7 +45,7 @@ def identity(directory: Path) -> Identity:
 def clean(estate: synth.Estate, tmp_path: Path) -> dict[str, bytes]:
     root = tmp_path / f"clean-{len(list(tmp_path.glob('clean-*')))}"
     synth.write(root, estate)
-    generate(root)
+    generate(root, jobs=1)
     return tree(root / "generated")
 
 

@@ -35,6 +35,10 @@ class ConfigError(CdcError):
         self.problems = tuple(sorted(problems))
         super().__init__(f"{len(self.problems)} configuration problem(s)")
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[tuple[Problem, ...]]]:
+        # pickled whole, problems and all, when a generate worker process reports it
+        return (ConfigError, (self.problems,))
+
 
 class UsageError(CdcError):
     """The command line asked for something that does not exist (exit code 2)."""

@@ -1,17 +1,26 @@
-"""`generate`, `generate --check` and `diff` as library calls: config in, tree out."""
+"""`generate`, `generate --check` and `diff` as library calls: config in, tree out.
+
+Load, validate and plan run once; rendering, encoding and comparing with (and
+writing into) the tree then stream file by file, split over `jobs` processes
+(parallel.py) for large plans: no process holds the whole new tree.
+"""
 
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdc_generator import output
+from cdc_generator import output, parallel
 from cdc_generator.config.model import Config
 from cdc_generator.config.repo import load_config
 from cdc_generator.errors import UsageError
-from cdc_generator.plan import Plan, build_plan
+from cdc_generator.plan import Pipeline, Plan, build_plan
 from cdc_generator.render import Renderer
+
+# Below this many pipelines per process a fork costs more than it saves.
+MIN_PIPELINES_PER_JOB = 100
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class Result:
     plan: Plan
     changes: output.Changes
     diff: str = ""
+    jobs: int = 1
 
 
 def check_selection(config: Config, selection: Selection) -> None:
@@ -46,33 +56,92 @@ def _unknown(kind: str, name: str, known: list[str]) -> str:
     return f"unknown {kind} {name!r}; {hint}"
 
 
-def desired_files(root: Path, selection: Selection) -> tuple[Plan, dict[str, bytes]]:
-    """Load, validate, plan and render: every file `generate` would write."""
+def load_plan(root: Path, selection: Selection) -> Plan:
     config = load_config(root)
     check_selection(config, selection)
-    plan = build_plan(config, service=selection.service, environment=selection.environment)
-    files = Renderer(root).render(plan)
-    # encode while releasing the text: the tree is held once, as bytes, not twice
-    files.reverse()
-    desired = {}
-    while files:
-        file = files.pop()
-        desired[file.path] = file.text.encode("utf-8")
-    return plan, desired
+    return build_plan(config, service=selection.service, environment=selection.environment)
 
 
-def generate(root: Path, selection: Selection) -> Result:
-    plan, desired = desired_files(root, selection)
-    changes = output.write_tree(root, desired, selection.scope)
-    return Result(plan, changes)
+def desired_files(root: Path, selection: Selection) -> tuple[Plan, dict[str, bytes]]:
+    """Load, validate, plan and render: every file `generate` would write, in memory."""
+    plan = load_plan(root, selection)
+    return plan, {f.path: f.text.encode("utf-8") for f in Renderer(root).render(plan)}
 
 
-def check(root: Path, selection: Selection, *, with_diff: bool = True) -> Result:
+def job_count(plan: Plan, jobs: int | None) -> int:
+    """Processes to use: `jobs` or $CDC_GENERATOR_JOBS when set (at most one per
+    pipeline), else one per usable CPU for plans big enough to gain from it."""
+    if jobs is None:
+        env = os.environ.get(parallel.JOBS_ENV, "").strip()
+        if env:
+            try:
+                jobs = int(env)
+            except ValueError:
+                raise UsageError(f"{parallel.JOBS_ENV}={env!r} is not a number") from None
+    if jobs is None:
+        return max(1, min(parallel.usable_cpus(),
+                          len(plan.pipelines) // MIN_PIPELINES_PER_JOB))
+    if jobs < 1:
+        raise UsageError(f"--jobs must be 1 or more, not {jobs}")
+    return max(1, min(jobs, len(plan.pipelines)))
+
+
+def _shards(plan: Plan, jobs: int) -> list[tuple[int, tuple[Pipeline, ...]]]:
+    """Contiguous, near-equal shares of the pipelines; shard 0 also makes the
+    plan-wide files (kustomizations, publication SQL)."""
+    n = len(plan.pipelines)
+    bounds = [n * i // jobs for i in range(jobs + 1)]
+    return [(i, plan.pipelines[bounds[i]:bounds[i + 1]]) for i in range(jobs)]
+
+
+def _produce(root: Path, selection: Selection, write: bool, jobs: int | None) -> tuple[
+        Plan, output.Staged, list[output.Part], int]:
+    plan = load_plan(root, selection)
+    renderer = Renderer(root)
+    renderer.load_templates()  # errors surface here, once; compiled before any fork
+    if write:
+        output.recover(root)
+    staged = output.Staged(root, write=write)
+    count = job_count(plan, jobs)
+
+    def shard(work: tuple[int, tuple[Pipeline, ...]]) -> output.Part:
+        index, pipelines = work
+        files = renderer.pipeline_files(plan, pipelines)
+        part = staged.put_all((f.path, f.text.encode("utf-8")) for f in files)
+        if index == 0:
+            extra = staged.put_all(
+                (f.path, f.text.encode("utf-8")) for f in renderer.plan_files(plan))
+            part.changes.absorb(extra.changes)
+            part.new.update(extra.new)
+        return part
+
+    try:
+        parts = parallel.map_shards(shard, _shards(plan, count))
+    except BaseException:
+        staged.discard()
+        raise
+    return plan, staged, parts, count
+
+
+def generate(root: Path, selection: Selection, *, jobs: int | None = None) -> Result:
+    plan, staged, parts, count = _produce(root, selection, True, jobs)
+    try:
+        changes = staged.commit([p.changes for p in parts], selection.scope)
+    finally:
+        staged.discard()
+    return Result(plan, changes, jobs=count)
+
+
+def check(root: Path, selection: Selection, *, with_diff: bool = True,
+          jobs: int | None = None) -> Result:
     """Compare without writing: what is stale, missing or orphaned."""
-    plan, desired = desired_files(root, selection)
-    target = root / output.GENERATED_DIR
-    changes, _found = output.compare_tree(desired, target, selection.scope)
+    plan, staged, parts, count = _produce(root, selection, False, jobs)
+    changes, _kept, _found = staged.settle([p.changes for p in parts], selection.scope)
+    if not with_diff:
+        return Result(plan, changes, jobs=count)
+    new: dict[str, bytes] = {}
+    for part in parts:
+        new.update(part.new)
     # the diff needs the old text of changed and removed files only
-    existing = output.read_files(target, [*changes.changed, *changes.removed])
-    diff = output.unified_diff(changes, desired, existing) if with_diff else ""
-    return Result(plan, changes, diff)
+    existing = output.read_files(staged.target, [*changes.changed, *changes.removed])
+    return Result(plan, changes, output.unified_diff(changes, new, existing), count)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,13 @@ class Changes:
     @property
     def any(self) -> bool:
         return bool(self.added or self.changed or self.removed)
+
+    def absorb(self, other: Changes) -> None:
+        """Add `other`'s paths to these (the paths of another producer's files)."""
+        self.added += other.added
+        self.changed += other.changed
+        self.removed += other.removed
+        self.unchanged += other.unchanged
 
 
 def read_files(directory: Path, paths: Iterable[str]) -> dict[str, bytes]:
@@ -100,24 +106,94 @@ def compare_tree(desired: Mapping[str, bytes], directory: Path,
                  scope: Scope) -> tuple[Changes, list[str]]:
     """What differs between `desired` and the tree under `directory`, within `scope`,
     without holding the old tree in memory: each file is read once (not at all when
-    its size differs) and dropped. Also returns every path found, for `write_tree`."""
-    changes = Changes()
-    found = []
-    for rel, full in _walk(directory):
-        found.append(rel)
-        want = desired.get(rel)
-        if want is None:
-            if scope.owns(rel):
-                changes.removed.append(rel)
-        elif _read_sized(full, len(want)) == want:
-            changes.unchanged.append(rel)
-        else:
-            changes.changed.append(rel)
-    seen = set(found)
-    changes.added = [p for p in desired if p not in seen]
-    for bucket in (changes.added, changes.changed, changes.removed, changes.unchanged):
-        bucket.sort()
+    its size differs) and dropped. Also returns every path found."""
+    staged = Staged(directory.parent, write=False, target=directory)
+    part = staged.put_all(desired.items())
+    changes, _removed, found = staged.settle([part.changes], scope)
     return changes, found
+
+
+@dataclass
+class Part:
+    """What one producer of files found: its paths by status and, when checking,
+    the new bytes of its added and changed files (for the diff)."""
+
+    changes: Changes
+    new: dict[str, bytes]
+
+
+class Staged:
+    """One run's files, each compared with the old tree as it is produced.
+
+    Writing (`write=True`), a file that is new or differs goes straight into the
+    staging tree beside `generated/`; nothing else is held. Several processes may
+    feed one `Staged` (each its own files: parallel.py), as the staging tree's
+    name is chosen here and created by whichever first writes into it.
+    `commit` then links the unchanged files in and swaps the tree in atomically.
+    """
+
+    def __init__(self, root: Path, *, write: bool, target: Path | None = None) -> None:
+        self.root = root
+        self.target = target if target is not None else root / GENERATED_DIR
+        self.write = write
+        self.staging = root / f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+
+    def put_all(self, files: Iterable[tuple[str, bytes]]) -> Part:
+        # plain str paths and os calls: this runs once per file of the tree
+        changes, new = Changes(), {}
+        old_root, new_root = str(self.target), str(self.staging)
+        made: set[str] = set()
+        for rel, data in files:
+            try:
+                same = _read_sized(os.path.join(old_root, rel), len(data)) == data
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                changes.added.append(rel)
+            else:
+                if same:
+                    changes.unchanged.append(rel)
+                    continue
+                changes.changed.append(rel)
+            if not self.write:
+                new[rel] = data
+                continue
+            parent = os.path.dirname(rel)
+            if parent not in made:
+                os.makedirs(os.path.join(new_root, parent), exist_ok=True)
+                made.add(parent)
+            _write_new(os.path.join(new_root, rel), data)
+        return Part(changes, new)
+
+    def settle(self, parts: Iterable[Changes],
+               scope: Scope) -> tuple[Changes, list[str], list[str]]:
+        """All parts together, plus the old files no part produced: removed when
+        `scope` owns them, else kept. Returns (changes, kept, every old path)."""
+        changes = Changes()
+        for part in parts:
+            changes.absorb(part)
+        produced = {*changes.added, *changes.changed, *changes.unchanged}
+        found: list[str] = []
+        kept: list[str] = []
+        for rel, _full in _walk(self.target):
+            found.append(rel)
+            if rel not in produced:
+                (changes.removed if scope.owns(rel) else kept).append(rel)
+        for bucket in (changes.added, changes.changed, changes.removed, changes.unchanged):
+            bucket.sort()
+        return changes, kept, found
+
+    def commit(self, parts: Iterable[Changes], scope: Scope) -> Changes:
+        """Make `generated/` the produced files (plus the old ones outside `scope`)."""
+        changes, kept, _found = self.settle(parts, scope)
+        if changes.any:
+            os.makedirs(self.staging, exist_ok=True)
+            _link_old(self.staging, self.target, (*changes.unchanged, *kept))
+            _swap_in(self.staging, self.target)
+        return changes
+
+    def discard(self) -> None:
+        """Remove the staging tree if this run made one and did not swap it in."""
+        if self.staging.exists():
+            shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def unified_diff(changes: Changes, desired: Mapping[str, bytes],
@@ -148,51 +224,38 @@ def recover(root: Path) -> None:
 def write_tree(root: Path, desired: Mapping[str, bytes], scope: Scope) -> Changes:
     """Make `generated/` hold `desired` (within `scope`); return what changed."""
     recover(root)
-    target = root / GENERATED_DIR
-    changes, found = compare_tree(desired, target, scope)
-    if not changes.any:
-        return changes
-    keep = [p for p in found if not scope.owns(p) and p not in desired]
-    staging = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))
+    staged = Staged(root, write=True)
     try:
-        _populate(staging, target, desired, changes, keep)
-        _swap_in(staging, target)
+        part = staged.put_all(desired.items())
+        return staged.commit([part.changes], scope)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return changes
+        staged.discard()
 
 
-def _populate(staging: Path, target: Path, desired: Mapping[str, bytes],
-              changes: Changes, keep: Iterable[str]) -> None:
-    # plain str paths and os calls: this runs once per file of the tree
+def _write_new(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _link_old(staging: Path, target: Path, paths: Iterable[str]) -> None:
+    """Hard-link old files into the staging tree: same inode, same times."""
     made: set[str] = set()
     new_root, old_root = str(staging), str(target)
-
-    def parent_of(rel: str) -> str:
-        out = os.path.join(new_root, rel)
+    for rel in paths:
         parent = os.path.dirname(rel)
         if parent not in made:
-            os.makedirs(os.path.dirname(out), exist_ok=True)
+            os.makedirs(os.path.join(new_root, parent), exist_ok=True)
             made.add(parent)
-        return out
-
-    for rel in (*changes.unchanged, *keep):
-        dest = parent_of(rel)
+        dest = os.path.join(new_root, rel)
         try:
             os.link(os.path.join(old_root, rel), dest)
         except OSError:
             shutil.copy2(os.path.join(old_root, rel), dest)
-    for rel in (*changes.added, *changes.changed):
-        data = desired[rel]
-        fd = os.open(parent_of(rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-    staging.chmod(0o755)
 
 
 def _swap_in(staging: Path, target: Path) -> None:

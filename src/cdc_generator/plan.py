@@ -267,24 +267,26 @@ def _collisions(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
     """Two connectors sharing a slot, topic prefix, topic or name lose data silently."""
     origins = {s.name: s.origin for s in config.services}
     seen: dict[tuple[str, str, str], Pipeline] = {}
+    claim = seen.setdefault  # one dict operation per name: this runs for every topic
     for p in pipelines:
+        env = p.environment
         keys = [
-            ("replication slot", p.source.slot_name),
-            ("topic prefix", p.source.topic_prefix),
-            ("connector name", f"{p.namespace}/{p.source.name}"),
-            *(("topic", t) for t in p.sink.topics),  # = p.source.topics, already sorted
+            (env, "replication slot", p.source.slot_name),
+            (env, "topic prefix", p.source.topic_prefix),
+            (env, "connector name", f"{p.namespace}/{p.source.name}"),
+            *[(env, "topic", t) for t in p.sink.topics],  # = p.source.topics, sorted
         ]
-        for kind, value in keys:
-            key = (p.environment, kind, value)
-            other = seen.get(key)
-            if other is not None and other is not p:
+        for key in keys:
+            other = claim(key, p)
+            if other is not p:
+                _env, kind, value = key
                 yield _origin(origins, p).problem(
                     f"{kind} {value!r} of {_who(p)} collides with {_who(other)} "
-                    f"in environment {p.environment!r}",
+                    f"in environment {env!r}",
                     "two connectors must never share a slot, topic prefix or topic: "
                     "rename a service or customer",
                 )
-            seen[key] = p
+                seen[key] = p
 
 
 def _who(p: Pipeline) -> str:

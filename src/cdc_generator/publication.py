@@ -53,8 +53,11 @@ def needs_publication_sql(pipeline: Pipeline) -> bool:
 
 
 def render(plan: Plan) -> list[SqlFile]:
-    return [SqlFile(path_of(p), header(plan, p) + statement(p.source))
-            for p in plan.pipelines if needs_publication_sql(p)]
+    return [render_one(plan, p) for p in plan.pipelines if needs_publication_sql(p)]
+
+
+def render_one(plan: Plan, pipeline: Pipeline) -> SqlFile:
+    return SqlFile(path_of(pipeline), header(plan, pipeline) + statement(pipeline.source))
 
 
 def header(plan: Plan, pipeline: Pipeline) -> str:

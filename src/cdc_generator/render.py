@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json.encoder
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -83,25 +84,40 @@ class Renderer:
         return self._templates[name]
 
     def render(self, plan: Plan) -> list[RenderedFile]:
-        files: list[RenderedFile] = []
-        by_dir: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for pipeline in plan.pipelines:
+        """Every file of `plan`, sorted by path."""
+        files = [*self.pipeline_files(plan, plan.pipelines), *self.plan_files(plan)]
+        files.sort(key=lambda f: f.path)
+        return files
+
+    def pipeline_files(self, plan: Plan, pipelines: Iterable[Pipeline]) -> Iterator[RenderedFile]:
+        """The connector manifests of `pipelines` (a share of `plan`'s), one by one."""
+        for pipeline in pipelines:
             for template_name, spec, role in (
                 (SOURCE_TEMPLATE, pipeline.source, "source"),
                 (SINK_TEMPLATE, pipeline.sink, "sink"),
             ):
                 body = self._render_one(template_name, pipeline, role, spec)
                 header = self._header(plan, pipeline, template_name)
-                file_name = f"{spec.name}.yaml"
-                files.append(RenderedFile(f"{pipeline.directory}/{file_name}", header + body))
-                by_dir[pipeline.directory, pipeline.service_file].append(file_name)
+                yield RenderedFile(f"{pipeline.directory}/{spec.name}.yaml", header + body)
+            # row-filtered sources need their publication created up front (publication.py)
+            if publication.needs_publication_sql(pipeline):
+                sql = publication.render_one(plan, pipeline)
+                yield RenderedFile(sql.path, sql.text)
+
+    def plan_files(self, plan: Plan) -> Iterator[RenderedFile]:
+        """The files that list many pipelines: kustomizations."""
+        by_dir: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for pipeline in plan.pipelines:
+            for spec in (pipeline.source, pipeline.sink):
+                by_dir[pipeline.directory, pipeline.service_file].append(f"{spec.name}.yaml")
         for (directory, service_file), resources in by_dir.items():
-            files.append(RenderedFile(f"{directory}/kustomization.yaml",
-                                      _kustomization(plan, service_file, resources)))
-        # row-filtered sources need their publication created up front (publication.py)
-        files.extend(RenderedFile(f.path, f.text) for f in publication.render(plan))
-        files.sort(key=lambda f: f.path)
-        return files
+            yield RenderedFile(f"{directory}/kustomization.yaml",
+                               _kustomization(plan, service_file, resources))
+
+    def load_templates(self) -> None:
+        """Compile both templates now (before forking workers: once for all)."""
+        self.template(SOURCE_TEMPLATE)
+        self.template(SINK_TEMPLATE)
 
     def _render_one(self, name: str, pipeline: Pipeline, role: str, spec: object) -> str:
         try:

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 listing stale, missing and orphaned files")
     parser.add_argument("--no-diff", action="store_true", help="with --check: omit the diff")
+    parser.add_argument("--jobs", "-j", type=int, metavar="N",
+                        help="render and write in up to N processes (default: "
+                             "$CDC_GENERATOR_JOBS, else one per CPU; small plans use one)")
     common.add_format(parser)
 
 
@@ -29,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     def body() -> int:
         started = time.perf_counter()
         if args.check:
-            result = generate.check(args.root, selection, with_diff=not args.no_diff)
+            result = generate.check(args.root, selection, with_diff=not args.no_diff,
+                                    jobs=args.jobs)
             problems = report.stale_problems(result.changes)
             if fmt == "json":
                 sys.stdout.write(report.as_json("generate --check", not problems, problems,
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                 return common.EXIT_FAIL
             sys.stderr.write(f"generated/ is up to date ({len(result.changes.unchanged)} files)\n")
             return common.EXIT_OK
-        result = generate.generate(args.root, selection)
+        result = generate.generate(args.root, selection, jobs=args.jobs)
         elapsed = time.perf_counter() - started
         changes = result.changes
         if fmt == "json":
@@ -53,10 +57,16 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(
                 f"generated/: {len(changes.added)} added, {len(changes.changed)} changed, "
                 f"{len(changes.removed)} removed, {len(changes.unchanged)} unchanged "
-                f"({len(result.plan.pipelines)} pipelines, {elapsed:.2f}s)\n")
+                f"({len(result.plan.pipelines)} pipelines, {_processes(result.jobs)}"
+                f"{elapsed:.2f}s)\n")
         else:
             sys.stderr.write(f"generated/ already up to date: nothing written "
-                             f"({len(changes.unchanged)} files, {elapsed:.2f}s)\n")
+                             f"({len(changes.unchanged)} files, {_processes(result.jobs)}"
+                             f"{elapsed:.2f}s)\n")
         return common.EXIT_OK
 
     return common.guarded(args, "generate --check" if args.check else "generate", body)
+
+
+def _processes(jobs: int) -> str:
+    return f"{jobs} processes, " if jobs > 1 else ""

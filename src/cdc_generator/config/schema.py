@@ -1,21 +1,34 @@
-"""JSON Schema validation of the config, each error mapped back to file:line:col."""
+"""JSON Schema validation of the config, each error mapped back to file:line:col.
+
+Two validators give one verdict. The compiled one (config/compiled/, made from
+the same schemas by scripts/compile_schemas.py) only says "valid" or "not", and
+needs no schema library; jsonschema runs only when it says "not", to find every
+problem with its place and a hint. tests/test_schema_fast.py holds the two to
+the same verdicts, so the compiled one never waves through what jsonschema
+would reject.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from typing import TYPE_CHECKING, Any
 
 from cdc_generator.config.load import Document, KeyPath
 from cdc_generator.errors import Problem
 
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+
 SERVER_GROUPS_SCHEMA = "server-groups.schema.json"
 SERVICE_SCHEMA = "service.schema.json"
+# schema file -> module of config/compiled/ (scripts/compile_schemas.py writes them)
+COMPILED = {SERVER_GROUPS_SCHEMA: "server_groups", SERVICE_SCHEMA: "service"}
 
 
 @cache
@@ -27,20 +40,41 @@ def schema(name: str) -> dict[str, Any]:
 
 @cache
 def _validator(name: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(schema(name))
+
+
+@cache
+def compiled(name: str) -> Callable[[Any], object]:
+    """The compiled validator of schema `name`: raises at the first violation."""
+    module = importlib.import_module(f"cdc_generator.config.compiled.{COMPILED[name]}")
+    check: Callable[[Any], object] = module.validate
+    return check
+
+
+def fast_valid(data: Any, schema_name: str) -> bool:
+    """The compiled validator's verdict."""
+    try:
+        compiled(schema_name)(data)
+    except Exception:  # any complaint, or a crash on odd data: ask jsonschema
+        return False
+    return True
 
 
 def validate(doc: Document, schema_name: str) -> list[Problem]:
     """Every schema violation in `doc`, located and explained."""
-    problems = []
-    for error in _validator(schema_name).iter_errors(doc.data):
-        problems.append(_to_problem(doc, _most_specific(error), schema_name))
-    return problems
+    if fast_valid(doc.data, schema_name):
+        return []
+    return [_to_problem(doc, _most_specific(error), schema_name)
+            for error in _validator(schema_name).iter_errors(doc.data)]
 
 
 def _most_specific(error: ValidationError) -> ValidationError:
     # oneOf/anyOf report "is not valid under any of the given schemas": the
     # branch that came closest says more.
+    from jsonschema.exceptions import best_match
+
     if error.context:
         inner = best_match(error.context)
         if inner is not None:

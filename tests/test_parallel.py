@@ -1,0 +1,174 @@
+"""Forked shards of `generate`: results in order, errors carried back whole, no
+orphan writers, and the same tree whatever the number of processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from benchmarks import synth
+
+from cdc_generator import generate, parallel
+from cdc_generator.cli import main
+from cdc_generator.errors import ConfigError, Problem, UsageError
+from tests.helpers import tree
+
+
+def test_results_come_back_in_shard_order_from_other_processes() -> None:
+    results = parallel.map_shards(lambda n: (n, os.getpid()), [0, 1, 2, 3])
+    assert [n for n, _pid in results] == [0, 1, 2, 3]
+    pids = [pid for _n, pid in results]
+    assert pids[0] == os.getpid()
+    assert len(set(pids)) == 4, "shards 1.. run in forked children"
+
+
+def test_one_shard_runs_in_this_process() -> None:
+    assert parallel.map_shards(lambda n: os.getpid() + n, [0]) == [os.getpid()]
+
+
+def test_a_config_error_in_a_child_arrives_with_its_problems() -> None:
+    problem = Problem("templates/source-pipeline.yaml", 3, 1, "", "template syntax error: x")
+
+    def shard(n: int) -> int:
+        if n == 2:
+            raise ConfigError([problem])
+        return n
+
+    with pytest.raises(ConfigError) as caught:
+        parallel.map_shards(shard, [0, 1, 2])
+    assert caught.value.problems == (problem,)
+
+
+def test_an_unpicklable_error_arrives_as_its_traceback() -> None:
+    class Local(Exception):  # defined in a function: pickle cannot find it
+        pass
+
+    def shard(n: int) -> int:
+        if n == 1:
+            raise Local("lock held")
+        return n
+
+    with pytest.raises(parallel.WorkerError, match="lock held"):
+        parallel.map_shards(shard, [0, 1])
+
+
+def test_a_child_killed_by_a_signal_is_an_error() -> None:
+    def shard(n: int) -> int:
+        if n == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return n
+
+    with pytest.raises(parallel.WorkerError, match="killed by signal 9"):
+        parallel.map_shards(shard, [0, 1])
+
+
+def test_children_are_reaped_when_the_parent_shard_fails(tmp_path: Path) -> None:
+    def shard(n: int) -> int:
+        if n == 0:
+            raise ValueError("parent failed")
+        (tmp_path / f"child-{n}").write_text(str(os.getpid()))
+        return n
+
+    with pytest.raises(ValueError, match="parent failed"):
+        parallel.map_shards(shard, [0, 1, 2])
+    pids = [int(p.read_text()) for p in sorted(tmp_path.glob("child-*"))]
+    assert len(pids) == 2, "the children ran to the end"
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # already reaped: no zombie left behind
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_a_child_dies_with_its_parent(tmp_path: Path) -> None:
+    """SIGKILL the process that forked: its worker must not go on writing."""
+    pid_file = tmp_path / "child.pid"
+    parent = os.fork()
+    if parent == 0:  # an intermediate process that runs map_shards and gets killed
+        try:
+            def shard(n: int) -> int:
+                if n == 1:
+                    pid_file.write_text(str(os.getpid()))
+                threading.Event().wait(60)
+                return n
+
+            parallel.map_shards(shard, [0, 1])
+        finally:
+            os._exit(0)
+    for _ in range(500):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        threading.Event().wait(0.01)
+    child = int(pid_file.read_text())
+    os.kill(parent, signal.SIGKILL)
+    os.waitpid(parent, 0)
+    for _ in range(500):
+        if not _alive(child):
+            break
+        threading.Event().wait(0.01)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the worker outlived its killed parent")
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or dead and waiting for init to reap it."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    state = next(line for line in status.splitlines() if line.startswith("State:"))
+    return "zombie" not in state and "dead" not in state
+
+
+ESTATE = synth.Estate(tenants=40, tables=5, shared_services=("directory", "catalog"))
+
+
+@pytest.mark.parametrize("jobs", [2, 3, 7])
+def test_any_number_of_processes_writes_the_same_tree(jobs: int, tmp_path: Path) -> None:
+    serial, sharded = tmp_path / "serial", tmp_path / "sharded"
+    for root, n in ((serial, 1), (sharded, jobs)):
+        synth.write(root, ESTATE)
+        assert main(["generate", "--root", str(root), "--jobs", str(n)]) == 0
+    assert tree(sharded / "generated") == tree(serial / "generated")
+    assert main(["generate", "--root", str(sharded), "--check", "--jobs", str(jobs)]) == 0
+    assert not list(sharded.glob(".generated*"))
+
+
+def test_a_stale_tree_is_found_by_every_process(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    synth.write(root, ESTATE)
+    assert main(["generate", "--root", str(root), "--jobs", "1"]) == 0
+    files = sorted((root / "generated").rglob("*.yaml"))
+    first, last = files[0], files[-1]  # made by the first and the last shard
+    first.write_text(first.read_text() + "# edited\n")
+    last.unlink()
+    result = generate.check(root, generate.Selection(), jobs=3)
+    assert result.jobs == 3
+    generated = root / "generated"
+    assert result.changes.changed == [first.relative_to(generated).as_posix()]
+    assert result.changes.added == [last.relative_to(generated).as_posix()]
+    assert "# edited" in result.diff
+
+
+def test_jobs_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "repo"
+    synth.write(root, ESTATE)
+    assert main(["generate", "--root", str(root), "--jobs", "0"]) == 2
+    assert "--jobs must be 1 or more" in capsys.readouterr().err
+
+
+def test_jobs_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "repo"
+    synth.write(root, ESTATE)
+    plan = generate.load_plan(root, generate.Selection())
+    monkeypatch.setenv(parallel.JOBS_ENV, "3")
+    assert generate.job_count(plan, None) == 3
+    assert generate.job_count(plan, 2) == 2, "--jobs wins over the environment"
+    monkeypatch.setenv(parallel.JOBS_ENV, "many")
+    with pytest.raises(UsageError, match="not a number"):
+        generate.job_count(plan, None)
+    monkeypatch.delenv(parallel.JOBS_ENV)
+    assert generate.job_count(plan, None) == 1, "a small plan is not worth a fork"
