@@ -128,6 +128,12 @@ def best(runs: list[Run]) -> Run:
     return min(runs, key=lambda r: r.seconds)
 
 
+def spread(runs: list[Run]) -> str:
+    """Slowest and fastest: how steady the machine (and its disk) was."""
+    secs = [r.seconds for r in runs]
+    return f"{min(secs):.3f}-{max(secs):.3f} s"
+
+
 def tree_stats(directory: Path) -> tuple[int, int]:
     count = size = 0
     for dirpath, _dirs, names in os.walk(directory):
@@ -197,6 +203,7 @@ class Row:
     size_bytes: int
     floor: float
     note: str = ""
+    wrote_nothing: bool = True  # unchanged runs: said so, and left every file alone
 
     def cells(self) -> list[str]:
         s = self.run.seconds
@@ -241,20 +248,29 @@ def measure_size(tenants: int, tables: int, environments: int, repeat: int,
 
     f = io_floor.seconds
     return [
-        Row(label, "cold", cold, files, size, f, f"{files} files, {size / MB:.1f} MB"),
+        Row(label, "cold", cold, files, size, f,
+            f"{files} files, {size / MB:.1f} MB; runs {spread(cold_runs)}"),
         Row(label, "unchanged", unchanged, files, size, f,
             ("says nothing written" if said else "DID NOT SAY nothing written")
-            + (", tree untouched" if untouched else ", TREE TOUCHED")),
+            + (", tree untouched" if untouched else ", TREE TOUCHED"),
+            wrote_nothing=said and untouched),
         Row(label, "check", check, files, size, f),
-        Row(label, "floor", io_floor, files, size, f, "writes only, in-process"),
+        Row(label, "floor", io_floor, files, size, f,
+            f"writes only, in-process; runs {spread(floor_runs)}"),
     ]
 
 
-def measure_startup(repeat: int) -> list[list[str]]:
-    out = []
+def measure_startup(repeat: int) -> dict[str, list[Run]]:
+    out = {}
     for what, argv in (("--help", cli("--help")),
                        ("validate", cli("validate", "--root", str(REPO)))):
-        runs = [run(argv, cwd=REPO) for _ in range(max(repeat, 5))]
+        out[what] = [run(argv, cwd=REPO) for _ in range(max(repeat, 5))]
+    return out
+
+
+def startup_rows(startup: dict[str, list[Run]]) -> list[list[str]]:
+    out = []
+    for what, runs in startup.items():
         if any(r.returncode for r in runs):
             out.append([what, "failed", "", "", runs[0].stderr.strip()[:60]])
             continue
@@ -262,6 +278,43 @@ def measure_startup(repeat: int) -> list[list[str]]:
         out.append([what, f"{min(secs):.3f}", f"{statistics.median(secs):.3f}",
                     f"{max(r.max_rss_kb for r in runs) / 1024:.0f}",
                     runs[0].stderr.strip().splitlines()[-1][:60] if runs[0].stderr else ""])
+    return out
+
+
+def target_rows(rows: list[Row], startup: dict[str, list[Run]]) -> list[list[str]]:
+    """Issue 6's targets against the figures above: [target, measured, met]."""
+    out: list[list[str]] = []
+
+    def add(target: str, measured: str, met: bool) -> None:
+        out.append([target, measured, "yes" if met else "NO"])
+
+    by = {(r.size, r.what): r for r in rows}
+    big = next((r.size for r in rows if r.size.startswith("500x")), None)
+    if big is not None:
+        cold, unchanged, check = by[big, "cold"], by[big, "unchanged"], by[big, "check"]
+        add(f"{big} generate < 2 s", f"{cold.run.seconds:.3f} s", cold.run.seconds < 2)
+        ratio = cold.run.seconds / cold.floor
+        add(f"{big} generate within 2.5x of the I/O floor", f"{ratio:.1f}x", ratio <= 2.5)
+        add(f"{big} unchanged re-run writes nothing and says so", unchanged.note,
+            unchanged.wrote_nothing)
+        add(f"{big} unchanged re-run faster than generate",
+            f"{unchanged.run.seconds:.3f} s vs {cold.run.seconds:.3f} s",
+            unchanged.run.seconds < cold.run.seconds)
+        add(f"{big} --check < 2 s", f"{check.run.seconds:.3f} s", check.run.seconds < 2)
+    colds = [r for r in rows if r.what == "cold"]
+    small = next((r for r in colds if r.size.startswith("50x")), None)
+    huge = next((r for r in colds if r.size.startswith("5000x")), None)
+    if small is not None and huge is not None:
+        growth = (huge.run.seconds / huge.files) / (small.run.seconds / small.files)
+        add("time per file at 5000 tenants <= 1.5x that at 50", f"{growth:.2f}x", growth <= 1.5)
+    if huge is not None:
+        peak = max(r.run.max_rss_kb for r in rows if r.size == huge.size
+                   and r.what != "floor") / 1024
+        add("peak memory at 5000 tenants < 300 MB", f"{peak:.0f} MB", peak < 300)
+    for what, runs in startup.items():
+        if all(r.returncode == 0 for r in runs):
+            median = statistics.median(r.seconds for r in runs)
+            add(f"{what} on this repository < 0.3 s (median)", f"{median:.3f} s", median < 0.3)
     return out
 
 
@@ -302,8 +355,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.size}: {ms:.3f}" for r, ms in zip(colds, per_file, strict=True))
             + f"; largest/smallest: {per_file[-1] / per_file[0]:.2f}")
         print()
+    startup = measure_startup(args.repeat)
     print("startup on this repository")
-    print(table(["command", "best s", "median s", "peak MB", "says"], measure_startup(args.repeat)))
+    print(table(["command", "best s", "median s", "peak MB", "says"], startup_rows(startup)))
+    print()
+    print("targets (issue 6)")
+    print(table(["target", "measured", "met"], target_rows(rows, startup)))
     return 0
 
 

@@ -96,30 +96,34 @@ def _shards(plan: Plan, jobs: int) -> list[tuple[int, tuple[Pipeline, ...]]]:
 
 def _produce(root: Path, selection: Selection, write: bool, jobs: int | None) -> tuple[
         Plan, output.Staged, list[output.Part], int]:
-    plan = load_plan(root, selection)
-    renderer = Renderer(root)
-    renderer.load_templates()  # errors surface here, once; compiled before any fork
-    if write:
-        output.recover(root)
-    staged = output.Staged(root, write=write)
-    count = job_count(plan, jobs)
-
-    def shard(work: tuple[int, tuple[Pipeline, ...]]) -> output.Part:
-        index, pipelines = work
-        files = renderer.pipeline_files(plan, pipelines)
-        part = staged.put_all((f.path, f.text.encode("utf-8")) for f in files)
-        if index == 0:
-            extra = staged.put_all(
-                (f.path, f.text.encode("utf-8")) for f in renderer.plan_files(plan))
-            part.changes.absorb(extra.changes)
-            part.new.update(extra.new)
-        return part
-
+    with parallel.long_lived():
+        plan = load_plan(root, selection)
+        renderer = Renderer(root)
+        renderer.load_templates()  # errors surface here, once; compiled before any fork
     try:
-        parts = parallel.map_shards(shard, _shards(plan, count))
-    except BaseException:
-        staged.discard()
-        raise
+        if write:
+            output.recover(root)
+        staged = output.Staged(root, write=write)
+        count = job_count(plan, jobs)
+
+        def shard(work: tuple[int, tuple[Pipeline, ...]]) -> output.Part:
+            index, pipelines = work
+            files = renderer.pipeline_files(plan, pipelines)
+            part = staged.put_all((f.path, f.text.encode("utf-8")) for f in files)
+            if index == 0:
+                extra = staged.put_all(
+                    (f.path, f.text.encode("utf-8")) for f in renderer.plan_files(plan))
+                part.changes.absorb(extra.changes)
+                part.new.update(extra.new)
+            return part
+
+        try:
+            parts = parallel.map_shards(shard, _shards(plan, count))
+        except BaseException:
+            staged.discard()
+            raise
+    finally:
+        parallel.thaw()
     return plan, staged, parts, count
 
 
@@ -136,7 +140,7 @@ def check(root: Path, selection: Selection, *, with_diff: bool = True,
           jobs: int | None = None) -> Result:
     """Compare without writing: what is stale, missing or orphaned."""
     plan, staged, parts, count = _produce(root, selection, False, jobs)
-    changes, _kept, _found = staged.settle([p.changes for p in parts], selection.scope)
+    changes, _kept = staged.settle([p.changes for p in parts], selection.scope)
     if not with_diff:
         return Result(plan, changes, jobs=count)
     new: dict[str, bytes] = {}

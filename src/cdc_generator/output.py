@@ -71,16 +71,30 @@ def read_files(directory: Path, paths: Iterable[str]) -> dict[str, bytes]:
     return out
 
 
-def _walk(directory: Path) -> Iterable[tuple[str, str]]:
-    """(relative '/'-separated path, full path) of every file under `directory`."""
+def _walk(directory: Path) -> Iterable[str]:
+    """The relative, '/'-separated path of every file under `directory`."""
     top = str(directory)
     if not os.path.isdir(top):
         return
     base = len(top) + 1
     for dirpath, _dirnames, filenames in os.walk(top):
         for name in filenames:
-            full = os.path.join(dirpath, name)
-            yield full[base:].replace(os.sep, "/"), full
+            yield os.path.join(dirpath, name)[base:].replace(os.sep, "/")
+
+
+def _listdir(directory: str) -> set[str]:
+    try:
+        return set(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
+def _same_bytes(path: str, data: bytes) -> bool | None:
+    """Whether the file at `path` holds exactly `data`; None when there is none."""
+    try:
+        return _read_sized(path, len(data)) == data
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
 
 
 def _read(path: str) -> bytes:
@@ -102,17 +116,6 @@ def _read_sized(path: str, size: int | None) -> bytes | None:
         os.close(fd)
 
 
-def compare_tree(desired: Mapping[str, bytes], directory: Path,
-                 scope: Scope) -> tuple[Changes, list[str]]:
-    """What differs between `desired` and the tree under `directory`, within `scope`,
-    without holding the old tree in memory: each file is read once (not at all when
-    its size differs) and dropped. Also returns every path found."""
-    staged = Staged(directory.parent, write=False, target=directory)
-    part = staged.put_all(desired.items())
-    changes, _removed, found = staged.settle([part.changes], scope)
-    return changes, found
-
-
 @dataclass
 class Part:
     """What one producer of files found: its paths by status and, when checking,
@@ -132,9 +135,8 @@ class Staged:
     `commit` then links the unchanged files in and swaps the tree in atomically.
     """
 
-    def __init__(self, root: Path, *, write: bool, target: Path | None = None) -> None:
-        self.root = root
-        self.target = target if target is not None else root / GENERATED_DIR
+    def __init__(self, root: Path, *, write: bool) -> None:
+        self.target = root / GENERATED_DIR
         self.write = write
         self.staging = root / f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
 
@@ -143,20 +145,23 @@ class Staged:
         changes, new = Changes(), {}
         old_root, new_root = str(self.target), str(self.staging)
         made: set[str] = set()
+        old_names: dict[str, set[str]] = {}  # directory -> its old files (no failing opens)
         for rel, data in files:
-            try:
-                same = _read_sized(os.path.join(old_root, rel), len(data)) == data
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            parent, name = os.path.split(rel)
+            names = old_names.get(parent)
+            if names is None:
+                names = old_names[parent] = _listdir(os.path.join(old_root, parent))
+            same = _same_bytes(os.path.join(old_root, rel), data) if name in names else None
+            if same is None:
                 changes.added.append(rel)
+            elif same:
+                changes.unchanged.append(rel)
+                continue
             else:
-                if same:
-                    changes.unchanged.append(rel)
-                    continue
                 changes.changed.append(rel)
             if not self.write:
                 new[rel] = data
                 continue
-            parent = os.path.dirname(rel)
             if parent not in made:
                 os.makedirs(os.path.join(new_root, parent), exist_ok=True)
                 made.add(parent)
@@ -164,26 +169,24 @@ class Staged:
         return Part(changes, new)
 
     def settle(self, parts: Iterable[Changes],
-               scope: Scope) -> tuple[Changes, list[str], list[str]]:
+               scope: Scope) -> tuple[Changes, list[str]]:
         """All parts together, plus the old files no part produced: removed when
-        `scope` owns them, else kept. Returns (changes, kept, every old path)."""
+        `scope` owns them, else kept (returned second)."""
         changes = Changes()
         for part in parts:
             changes.absorb(part)
         produced = {*changes.added, *changes.changed, *changes.unchanged}
-        found: list[str] = []
         kept: list[str] = []
-        for rel, _full in _walk(self.target):
-            found.append(rel)
+        for rel in _walk(self.target):
             if rel not in produced:
                 (changes.removed if scope.owns(rel) else kept).append(rel)
         for bucket in (changes.added, changes.changed, changes.removed, changes.unchanged):
             bucket.sort()
-        return changes, kept, found
+        return changes, kept
 
     def commit(self, parts: Iterable[Changes], scope: Scope) -> Changes:
         """Make `generated/` the produced files (plus the old ones outside `scope`)."""
-        changes, kept, _found = self.settle(parts, scope)
+        changes, kept = self.settle(parts, scope)
         if changes.any:
             os.makedirs(self.staging, exist_ok=True)
             _link_old(self.staging, self.target, (*changes.unchanged, *kept))
@@ -219,17 +222,6 @@ def recover(root: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
     for leftover in root.glob(_TMP_PREFIX + "*"):
         shutil.rmtree(leftover, ignore_errors=True)
-
-
-def write_tree(root: Path, desired: Mapping[str, bytes], scope: Scope) -> Changes:
-    """Make `generated/` hold `desired` (within `scope`); return what changed."""
-    recover(root)
-    staged = Staged(root, write=True)
-    try:
-        part = staged.put_all(desired.items())
-        return staged.commit([part.changes], scope)
-    finally:
-        staged.discard()
 
 
 def _write_new(path: str, data: bytes) -> None:

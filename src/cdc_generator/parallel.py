@@ -15,12 +15,14 @@ never outlives a parent killed with SIGKILL (Linux PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar, cast
 
 T = TypeVar("T")
@@ -43,6 +45,32 @@ def usable_cpus() -> int:
 
 def can_fork() -> bool:
     return hasattr(os, "fork") and sys.platform != "win32"
+
+
+@contextmanager
+def long_lived() -> Iterator[None]:
+    """Build data that lives to the end of the run (config, plan) inside this.
+
+    Python's recipe for processes that fork workers (see gc.freeze): no cyclic
+    collection while building, as the data is all kept and every collection
+    would re-scan it; then freeze it, so no later collection here or in a forked
+    worker walks it again (in a worker that would also write to, and so copy,
+    every page shared with the parent). `thaw` ends it.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+def thaw() -> None:
+    """Let the collector see what `long_lived` froze again (a library caller may
+    run many generates in one process)."""
+    gc.unfreeze()
 
 
 def map_shards(func: Callable[[T], R], shards: Sequence[T]) -> list[R]:

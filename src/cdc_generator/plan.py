@@ -33,6 +33,7 @@ ROUTER_KEY_FIELD = "__dbz__physicalTableIdentifier"
 # thousands of tenants repeat the same few table names.
 _regex_literal = cache(names.java_regex_literal)
 _k8s = cache(names.k8s)
+_sql_ident = cache(names.sql_ident)
 
 
 def connect_ref(value: str) -> str:
@@ -219,10 +220,8 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         heartbeat_interval_ms=env.heartbeat_interval_ms,
         snapshot_mode=env.snapshot_mode,
     )
-    sink_db = env.sink.database.value if env.sink.database else names.sql_ident(service.name)
-    target_schema = (
-        names.sql_ident(customer) if customer is not None else "${source.schema}"
-    )
+    sink_db = env.sink.database.value if env.sink.database else _sql_ident(service.name)
+    target_schema = _sql_ident(customer) if customer is not None else "${source.schema}"
     sink = SinkSpec(
         name=f"sink-{base}",
         connection_url=(

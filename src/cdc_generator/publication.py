@@ -16,6 +16,7 @@ SQL file (no psql `\\connect`) runs with any client.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from cdc_generator import names
 from cdc_generator.plan import Pipeline, Plan, SourceSpec
@@ -29,8 +30,9 @@ class SqlFile:
     text: str
 
 
+@cache
 def ident(name: str) -> str:
-    """A always-quoted SQL identifier."""
+    """A always-quoted SQL identifier (memoised: every tenant repeats the table names)."""
     return '"' + name.replace('"', '""') + '"'
 
 
