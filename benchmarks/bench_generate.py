@@ -23,6 +23,7 @@ Prints figures only: nothing here asserts on time.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -354,6 +355,15 @@ def main(argv: list[str] | None = None) -> int:
         print("cold ms per file: " + ", ".join(
             f"{r.size}: {ms:.3f}" for r, ms in zip(colds, per_file, strict=True))
             + f"; largest/smallest: {per_file[-1] / per_file[0]:.2f}")
+        # what each further file costs, against what writing it costs: the part of
+        # the time that grows with the estate, without the fixed start-up cost
+        floors = {r.size: r for r in rows if r.what == "floor"}
+        for a, b in itertools.pairwise(colds):
+            files = b.files - a.files
+            cost = (b.run.seconds - a.run.seconds) / files * 1e6
+            floor_cost = (floors[b.size].run.seconds - floors[a.size].run.seconds) / files * 1e6
+            print(f"marginal per file {a.size} -> {b.size}: generate {cost:.1f} us, "
+                  f"floor {floor_cost:.1f} us ({cost / floor_cost:.1f}x)")
         print()
     startup = measure_startup(args.repeat)
     print("startup on this repository")

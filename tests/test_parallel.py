@@ -172,3 +172,27 @@ def test_jobs_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         generate.job_count(plan, None)
     monkeypatch.delenv(parallel.JOBS_ENV)
     assert generate.job_count(plan, None) == 1, "a small plan is not worth a fork"
+
+
+def test_a_template_error_in_a_worker_keeps_the_old_tree(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A value the template asks for but does not exist fails while rendering, in
+    whichever process meets it: the run fails whole and leaves nothing behind."""
+    root = tmp_path / "repo"
+    synth.write(root, ESTATE)
+    assert main(["generate", "--root", str(root), "--jobs", "1"]) == 0
+    before = tree(root / "generated")
+    templates = root / "templates"
+    templates.mkdir()
+    builtin = Path(generate.__file__).parent / "templates"
+    for name in ("source-pipeline.yaml", "sink-pipeline.yaml"):
+        (templates / name).write_text((builtin / name).read_text())
+    sink = templates / "sink-pipeline.yaml"
+    sink.write_text(sink.read_text() + "# {{ sink.no_such_value }}\n")
+    capsys.readouterr()
+    assert main(["generate", "--root", str(root), "--jobs", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "templates/sink-pipeline.yaml" in err
+    assert "no_such_value" in err
+    assert tree(root / "generated") == before
+    assert not list(root.glob(".generated*"))

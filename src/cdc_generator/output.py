@@ -90,30 +90,23 @@ def _listdir(directory: str) -> set[str]:
 
 
 def _same_bytes(path: str, data: bytes) -> bool | None:
-    """Whether the file at `path` holds exactly `data`; None when there is none."""
+    """Whether the file at `path` holds exactly `data`; None when there is none.
+    One read of one byte more than `data`: a longer file cannot match."""
     try:
-        return _read_sized(path, len(data)) == data
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    try:
+        return os.read(fd, len(data) + 1) == data
+    except IsADirectoryError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read(path: str) -> bytes:
-    return _read_sized(path, None) or b""
-
-
-def _read_sized(path: str, size: int | None) -> bytes | None:
-    """The bytes of `path`; None at once when `size` is given and the file's differs."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        actual = os.fstat(fd).st_size
-        if size is not None and size != actual:
-            return None
-        chunks = [os.read(fd, actual + 1)]
-        while chunks[-1]:  # to the end, as the file may have grown since fstat
-            chunks.append(os.read(fd, 65536))
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 @dataclass
