@@ -1,4 +1,4 @@
-"""`generate`, `generate --check` and `diff` as library calls: config in, tree out.
+"""`generate`, `generate --check`, `validate` and `diff` as library calls: config in, tree out.
 
 Load, validate and plan run once; rendering, encoding and comparing with (and
 writing into) the tree then stream file by file, split over `jobs` processes
@@ -8,16 +8,21 @@ writing into) the tree then stream file by file, split over `jobs` processes
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cdc_generator import output, parallel
 from cdc_generator.config.model import Config
 from cdc_generator.config.repo import load_config
 from cdc_generator.errors import UsageError
 from cdc_generator.plan import Pipeline, Plan, build_plan
-from cdc_generator.render import Renderer
+from cdc_generator.render import RenderedFile, Renderer
+
+R = TypeVar("R")
 
 # Below this many pipelines per process a fork costs more than it saves.
 MIN_PIPELINES_PER_JOB = 100
@@ -62,12 +67,6 @@ def load_plan(root: Path, selection: Selection) -> Plan:
     return build_plan(config, service=selection.service, environment=selection.environment)
 
 
-def desired_files(root: Path, selection: Selection) -> tuple[Plan, dict[str, bytes]]:
-    """Load, validate, plan and render: every file `generate` would write, in memory."""
-    plan = load_plan(root, selection)
-    return plan, {f.path: f.text.encode("utf-8") for f in Renderer(root).render(plan)}
-
-
 def job_count(plan: Plan, jobs: int | None) -> int:
     """Processes to use: `jobs` or $CDC_GENERATOR_JOBS when set (at most one per
     pipeline), else one per usable CPU for plans big enough to gain from it."""
@@ -94,42 +93,45 @@ def _shards(plan: Plan, jobs: int) -> list[tuple[int, tuple[Pipeline, ...]]]:
     return [(i, plan.pipelines[bounds[i]:bounds[i + 1]]) for i in range(jobs)]
 
 
-def _produce(root: Path, selection: Selection, write: bool, jobs: int | None) -> tuple[
-        Plan, output.Staged, list[output.Part], int]:
+def _render_sharded(root: Path, selection: Selection, jobs: int | None,
+                    consume: Callable[[Iterator[tuple[str, bytes]]], R]) -> tuple[
+                        Plan, list[R], int]:
+    """Load and plan once, then render every file, encoded, into `consume`: one
+    call per shard of the pipelines, each in its own process (parallel.py)."""
     with parallel.long_lived():
         plan = load_plan(root, selection)
         renderer = Renderer(root)
         renderer.load_templates()  # errors surface here, once; compiled before any fork
     try:
-        if write:
-            output.recover(root)
-        staged = output.Staged(root, write=write)
         count = job_count(plan, jobs)
 
-        def shard(work: tuple[int, tuple[Pipeline, ...]]) -> output.Part:
+        def shard(work: tuple[int, tuple[Pipeline, ...]]) -> R:
             index, pipelines = work
-            files = renderer.pipeline_files(plan, pipelines)
-            part = staged.put_all((f.path, f.text.encode("utf-8")) for f in files)
+            files: Iterator[RenderedFile] = renderer.pipeline_files(plan, pipelines)
             if index == 0:
-                extra = staged.put_all(
-                    (f.path, f.text.encode("utf-8")) for f in renderer.plan_files(plan))
-                part.changes.absorb(extra.changes)
-                part.new.update(extra.new)
-            return part
+                files = itertools.chain(files, renderer.plan_files(plan))
+            return consume((f.path, f.text.encode("utf-8")) for f in files)
 
-        try:
-            parts = parallel.map_shards(shard, _shards(plan, count))
-        except BaseException:
-            staged.discard()
-            raise
+        return plan, parallel.map_shards(shard, _shards(plan, count)), count
     finally:
         parallel.thaw()
-    return plan, staged, parts, count
+
+
+def render_all(root: Path, selection: Selection, *, jobs: int | None = None) -> tuple[Plan, int]:
+    """`validate`: render every file (so template errors surface) and write
+    nothing; returns the plan and the number of files."""
+    def count(files: Iterator[tuple[str, bytes]]) -> int:
+        return sum(1 for _ in files)
+
+    plan, counts, _jobs = _render_sharded(root, selection, jobs, count)
+    return plan, sum(counts)
 
 
 def generate(root: Path, selection: Selection, *, jobs: int | None = None) -> Result:
-    plan, staged, parts, count = _produce(root, selection, True, jobs)
+    output.recover(root)
+    staged = output.Staged(root, write=True)
     try:
+        plan, parts, count = _render_sharded(root, selection, jobs, staged.put_all)
         changes = staged.commit([p.changes for p in parts], selection.scope)
     finally:
         staged.discard()
@@ -139,7 +141,8 @@ def generate(root: Path, selection: Selection, *, jobs: int | None = None) -> Re
 def check(root: Path, selection: Selection, *, with_diff: bool = True,
           jobs: int | None = None) -> Result:
     """Compare without writing: what is stale, missing or orphaned."""
-    plan, staged, parts, count = _produce(root, selection, False, jobs)
+    staged = output.Staged(root, write=False)
+    plan, parts, count = _render_sharded(root, selection, jobs, staged.put_all)
     changes, _kept = staged.settle([p.changes for p in parts], selection.scope)
     if not with_diff:
         return Result(plan, changes, jobs=count)

@@ -26,14 +26,14 @@ def run(args: argparse.Namespace) -> int:
 
     def body() -> int:
         selection = generate.Selection(args.service, args.environment)
-        plan, files = generate.desired_files(args.root, selection)
+        plan, files = generate.render_all(args.root, selection)
         if args.connect_url:
             return _remote(args, fmt)
         if fmt == "json":
             common.emit_problems(fmt, "validate", [])
         else:
             sys.stderr.write(f"config is valid: {len(plan.pipelines)} pipelines, "
-                             f"{len(files)} files\n")
+                             f"{files} files\n")
         return common.EXIT_OK
 
     return common.guarded(args, "validate", body)
