@@ -196,3 +196,15 @@ def test_a_template_error_in_a_worker_keeps_the_old_tree(
     assert "no_such_value" in err
     assert tree(root / "generated") == before
     assert not list(root.glob(".generated*"))
+
+
+def test_a_process_with_threads_does_not_fork() -> None:
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait)
+    helper.start()
+    try:
+        pids = parallel.map_shards(lambda _n: os.getpid(), [0, 1, 2])
+    finally:
+        stop.set()
+        helper.join()
+    assert pids == [os.getpid()] * 3

@@ -77,11 +77,13 @@ def job_count(plan: Plan, jobs: int | None) -> int:
                 jobs = int(env)
             except ValueError:
                 raise UsageError(f"{parallel.JOBS_ENV}={env!r} is not a number") from None
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be 1 or more, not {jobs}")
+    if not parallel.can_fork():
+        return 1
     if jobs is None:
         return max(1, min(parallel.usable_cpus(),
                           len(plan.pipelines) // MIN_PIPELINES_PER_JOB))
-    if jobs < 1:
-        raise UsageError(f"--jobs must be 1 or more, not {jobs}")
     return max(1, min(jobs, len(plan.pipelines)))
 
 

@@ -7,8 +7,9 @@ re-load or pickling of the plan: the child starts with the parent's memory.
 Only each shard's result (small: paths and statuses) travels back, pickled,
 through a pipe.
 
-Shard 0 runs in the calling process. Without `os.fork` (not Linux/macOS), or
-with one shard, everything runs in the calling process, in order. An exception
+Shard 0 runs in the calling process. Without `os.fork` (not Linux/macOS), in a
+process with other threads, or with one shard, everything runs in the calling
+process, in order. An exception
 in a child is re-raised in the parent once every child has finished; a child
 never outlives a parent killed with SIGKILL (Linux PR_SET_PDEATHSIG).
 """
@@ -44,7 +45,13 @@ def usable_cpus() -> int:
 
 
 def can_fork() -> bool:
-    return hasattr(os, "fork") and sys.platform != "win32"
+    """fork() only where it exists, and only from a single-threaded process: a
+    thread holding a lock at the fork would leave that lock held in the child
+    forever (Python 3.12+ warns about it). The CLI has one thread; a library
+    caller with more gets the shards run here, one after another."""
+    import threading
+
+    return hasattr(os, "fork") and sys.platform != "win32" and threading.active_count() == 1
 
 
 @contextmanager
