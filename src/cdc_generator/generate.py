@@ -89,7 +89,7 @@ def job_count(plan: Plan, jobs: int | None) -> int:
 
 def _shards(plan: Plan, jobs: int) -> list[tuple[int, tuple[Pipeline, ...]]]:
     """Contiguous, near-equal shares of the pipelines; shard 0 also makes the
-    plan-wide files (kustomizations, publication SQL)."""
+    plan-wide files (the kustomizations)."""
     n = len(plan.pipelines)
     bounds = [n * i // jobs for i in range(jobs + 1)]
     return [(i, plan.pipelines[bounds[i]:bounds[i + 1]]) for i in range(jobs)]
