@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from cdc_generator import output
 from cdc_generator.cli import main
+from cdc_generator.errors import CdcError
 from tests.helpers import tree
 
 TENANTS = 300
@@ -68,3 +73,37 @@ def test_kill_during_generate_never_leaves_a_mix(tmp_path: Path) -> None:
     assert tree(root / "generated") == new
     assert not [p for p in root.iterdir() if p.name.startswith(".generated")]
     assert "old" in outcomes, "no kill landed before the swap: make the estate bigger"
+
+
+def test_recover_leaves_a_running_generate_alone(tmp_path: Path) -> None:
+    """Two runs at once (a hook and an editor): one must not delete the other's
+    half-built tree. Leftovers of dead or unknown runs go."""
+    root = tmp_path / "repo"
+    write_estate(root, 10000)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = root / f".generated.tmp-{sleeper.pid}-0a1b2c3d"
+        dead = root / ".generated.tmp-999999999-0a1b2c3d"  # beyond any pid_max
+        legacy = root / ".generated.tmp-k2j3h4"  # a name without a pid
+        for leftover in (live, dead, legacy):
+            (leftover / "pipelines").mkdir(parents=True)
+        assert main(["generate", "--root", str(root)]) == 0
+        assert live.is_dir()
+        assert not dead.exists()
+        assert not legacy.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert main(["generate", "--root", str(root)]) == 0
+    assert not live.exists(), "once its run is gone, the next run cleans it up"
+
+
+def test_a_staged_tree_removed_mid_run_fails_the_run(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    staged = output.Staged(root, write=True)
+    part = staged.put_all([("pipelines/a/dev/x.yaml", b"x: 1\n")])
+    shutil.rmtree(staged.staging)
+    with pytest.raises(CdcError, match="is gone"):
+        staged.commit([part.changes], output.Scope())
+    assert not (root / "generated").exists()

@@ -3,6 +3,7 @@ orphan writers, and the same tree whatever the number of processes."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -61,8 +62,57 @@ def test_a_child_killed_by_a_signal_is_an_error() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         return n
 
-    with pytest.raises(parallel.WorkerError, match="killed by signal 9"):
+    with pytest.raises(parallel.WorkerLost, match="killed by signal 9"):
         parallel.map_shards(shard, [0, 1])
+
+
+class TwoArgs(Exception):
+    """Pickles, but does not unpickle: __init__ wants two arguments."""
+
+    def __init__(self, a: str, b: str) -> None:
+        super().__init__(f"{a} {b}")
+
+
+def test_a_result_that_does_not_unpickle_is_an_error_and_no_child_is_left(
+        tmp_path: Path) -> None:
+    def shard(n: int) -> int:
+        (tmp_path / f"child-{n}").write_text(str(os.getpid()))
+        if n == 1:
+            raise TwoArgs("a", "b")
+        return n
+
+    with pytest.raises(parallel.WorkerError, match="unreadable worker result"):
+        parallel.map_shards(shard, [0, 1, 2, 3])
+    for pid_file in sorted(tmp_path.glob("child-*"))[1:]:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(int(pid_file.read_text()), os.WNOHANG)
+
+
+def test_a_bug_in_a_worker_says_where_it_happened() -> None:
+    def shard(n: int) -> int:
+        if n == 1:
+            raise ValueError("broken")
+        return n
+
+    with pytest.raises(ValueError, match="broken") as caught:
+        parallel.map_shards(shard, [0, 1])
+    notes = "".join(getattr(caught.value, "__notes__", []))
+    assert "in a generate worker process" in notes
+    assert "test_parallel.py" in notes
+
+
+def test_the_collector_is_left_as_it_was(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    synth.write(root, ESTATE)
+    (root / "services" / "broken.yaml").write_text("service: broken\nserver_group: nope\n")
+    for _ in range(2):
+        assert main(["generate", "--root", str(root), "--jobs", "2"]) == 1
+        assert gc.isenabled()
+        assert gc.get_freeze_count() == 0
+    (root / "services" / "broken.yaml").unlink()
+    assert main(["generate", "--root", str(root), "--jobs", "2"]) == 0
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
 
 
 def test_children_are_reaped_when_the_parent_shard_fails(tmp_path: Path) -> None:
@@ -131,7 +181,7 @@ def test_any_number_of_processes_writes_the_same_tree(jobs: int, tmp_path: Path)
     serial, sharded = tmp_path / "serial", tmp_path / "sharded"
     for root, n in ((serial, 1), (sharded, jobs)):
         synth.write(root, ESTATE)
-        assert main(["generate", "--root", str(root), "--jobs", str(n)]) == 0
+        assert generate.generate(root, generate.Selection(), jobs=n).jobs == n
     assert tree(sharded / "generated") == tree(serial / "generated")
     assert main(["generate", "--root", str(sharded), "--check", "--jobs", str(jobs)]) == 0
     assert not list(sharded.glob(".generated*"))

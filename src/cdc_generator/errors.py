@@ -37,7 +37,7 @@ class ConfigError(CdcError):
 
     def __reduce__(self) -> tuple[type[ConfigError], tuple[tuple[Problem, ...]]]:
         # pickled whole, problems and all, when a generate worker process reports it
-        return (ConfigError, (self.problems,))
+        return (type(self), (self.problems,))
 
 
 class UsageError(CdcError):

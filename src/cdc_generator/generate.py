@@ -100,11 +100,11 @@ def _render_sharded(root: Path, selection: Selection, jobs: int | None,
                         Plan, list[R], int]:
     """Load and plan once, then render every file, encoded, into `consume`: one
     call per shard of the pipelines, each in its own process (parallel.py)."""
-    with parallel.long_lived():
+    with parallel.LongLived() as heap:
         plan = load_plan(root, selection)
         renderer = Renderer(root)
         renderer.load_templates()  # errors surface here, once; compiled before any fork
-    try:
+        heap.built()
         count = job_count(plan, jobs)
 
         def shard(work: tuple[int, tuple[Pipeline, ...]]) -> R:
@@ -115,8 +115,6 @@ def _render_sharded(root: Path, selection: Selection, jobs: int | None,
             return consume((f.path, f.text.encode("utf-8")) for f in files)
 
         return plan, parallel.map_shards(shard, _shards(plan, count)), count
-    finally:
-        parallel.thaw()
 
 
 def render_all(root: Path, selection: Selection, *, jobs: int | None = None) -> tuple[Plan, int]:
@@ -143,7 +141,7 @@ def generate(root: Path, selection: Selection, *, jobs: int | None = None) -> Re
 def check(root: Path, selection: Selection, *, with_diff: bool = True,
           jobs: int | None = None) -> Result:
     """Compare without writing: what is stale, missing or orphaned."""
-    staged = output.Staged(root, write=False)
+    staged = output.Staged(root, write=False, keep_new=with_diff)
     plan, parts, count = _render_sharded(root, selection, jobs, staged.put_all)
     changes, _kept = staged.settle([p.changes for p in parts], selection.scope)
     if not with_diff:

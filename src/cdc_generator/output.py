@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdc_generator import names
+from cdc_generator.errors import CdcError
 
 GENERATED_DIR = "generated"
 _TMP_PREFIX = ".generated.tmp-"
@@ -91,13 +92,20 @@ def _listdir(directory: str) -> set[str]:
 
 def _same_bytes(path: str, data: bytes) -> bool | None:
     """Whether the file at `path` holds exactly `data`; None when there is none.
-    One read of one byte more than `data`: a longer file cannot match."""
+    Reads at most one byte more than `data`: a longer file cannot match."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
-        return os.read(fd, len(data) + 1) == data
+        want, chunks, got = len(data) + 1, [], 0
+        while got < want:  # to the end, or one byte past `data`; reads may come short
+            chunk = os.read(fd, want - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks) == data
     except IsADirectoryError:
         return None
     finally:
@@ -128,9 +136,10 @@ class Staged:
     `commit` then links the unchanged files in and swaps the tree in atomically.
     """
 
-    def __init__(self, root: Path, *, write: bool) -> None:
+    def __init__(self, root: Path, *, write: bool, keep_new: bool = True) -> None:
         self.target = root / GENERATED_DIR
         self.write = write
+        self.keep_new = keep_new  # checking: keep new bytes of added/changed files (the diff)
         self.staging = root / f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
 
     def put_all(self, files: Iterable[tuple[str, bytes]]) -> Part:
@@ -153,7 +162,8 @@ class Staged:
             else:
                 changes.changed.append(rel)
             if not self.write:
-                new[rel] = data
+                if self.keep_new:
+                    new[rel] = data
                 continue
             if parent not in made:
                 os.makedirs(os.path.join(new_root, parent), exist_ok=True)
@@ -180,6 +190,9 @@ class Staged:
     def commit(self, parts: Iterable[Changes], scope: Scope) -> Changes:
         """Make `generated/` the produced files (plus the old ones outside `scope`)."""
         changes, kept = self.settle(parts, scope)
+        if (changes.added or changes.changed) and not self.staging.is_dir():
+            raise CdcError(f"{self.staging.name}, where this run wrote the new files, is gone: "
+                           "was it removed by hand? Run `cdc-generator generate` again")
         if changes.any:
             os.makedirs(self.staging, exist_ok=True)
             _link_old(self.staging, self.target, (*changes.unchanged, *kept))
@@ -206,15 +219,36 @@ def unified_diff(changes: Changes, desired: Mapping[str, bytes],
 
 def recover(root: Path) -> None:
     """Undo what a killed run may have left: a half-built tree, or (without
-    RENAME_EXCHANGE) an old tree moved aside before the new one was in place."""
+    RENAME_EXCHANGE) an old tree moved aside before the new one was in place.
+    The transient trees of a run still going on (another process) are left alone."""
     target = root / GENERATED_DIR
     for leftover in sorted(root.glob(_OLD_PREFIX + "*")):
+        if _run_alive(leftover.name[len(_OLD_PREFIX):]):
+            continue
         if not target.exists():
             os.rename(leftover, target)
         else:
             shutil.rmtree(leftover, ignore_errors=True)
     for leftover in root.glob(_TMP_PREFIX + "*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+        if not _run_alive(leftover.name[len(_TMP_PREFIX):]):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _run_alive(suffix: str) -> bool:
+    """Whether the process named in a transient tree's `<pid>-<random>` suffix runs."""
+    try:
+        pid = int(suffix.split("-", 1)[0])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False  # a leftover of an earlier call in this process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
 
 
 def _write_new(path: str, data: bytes) -> None:

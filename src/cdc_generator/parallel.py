@@ -16,15 +16,17 @@ never outlives a parent killed with SIGKILL (Linux PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import pickle
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
+
+from cdc_generator.errors import CdcError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,60 +56,72 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and sys.platform != "win32" and threading.active_count() == 1
 
 
-@contextmanager
-def long_lived() -> Iterator[None]:
-    """Build data that lives to the end of the run (config, plan) inside this.
+class LongLived:
+    """Build the data that lives to the end of the run (config, plan) inside this.
 
     Python's recipe for processes that fork workers (see gc.freeze): no cyclic
     collection while building, as the data is all kept and every collection
-    would re-scan it; then freeze it, so no later collection here or in a forked
-    worker walks it again (in a worker that would also write to, and so copy,
-    every page shared with the parent). `thaw` ends it.
+    would re-scan it; then, at `built()`, freeze it, so no later collection here
+    or in a forked worker walks it again (in a worker that would also write to,
+    and so copy, every page shared with the parent). Leaving unfreezes and puts
+    the collector back as it was. A process that froze objects itself is left
+    alone.
     """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
+
+    def __enter__(self) -> LongLived:
+        self._enabled = gc.isenabled()
+        self._ours = gc.get_freeze_count() == 0
+        self._frozen = False
+        if self._ours:
+            gc.disable()
+        return self
+
+    def built(self) -> None:
+        if self._ours:
+            gc.freeze()
+            self._frozen = True
+            if self._enabled:
+                gc.enable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._frozen:
+            gc.unfreeze()
+        if self._ours and self._enabled:
             gc.enable()
-
-
-def thaw() -> None:
-    """Let the collector see what `long_lived` froze again (a library caller may
-    run many generates in one process)."""
-    gc.unfreeze()
 
 
 def map_shards(func: Callable[[T], R], shards: Sequence[T]) -> list[R]:
     """`[func(s) for s in shards]`, shards[1:] each in a forked child."""
     if len(shards) <= 1 or not can_fork():
         return [func(s) for s in shards]
-    children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
+    prctl = _prctl()  # looked up here: the child does nothing but its shard
+    children: list[_Child] = []
     try:
         for shard in shards[1:]:
-            children.append(_spawn(func, shard))
+            children.append(_spawn(func, shard, prctl))
         first_error: BaseException | None = None
         results: list[R] = []
         try:
             results.append(func(shards[0]))
         except BaseException as exc:  # still collect the children first
             first_error = exc
-        for pid, fd in children:
-            outcome = _collect(pid, fd)
+        while children:
+            outcome = children[0].collect()
+            children.pop(0)
             if isinstance(outcome, _Failed):
                 first_error = first_error or outcome.error
             else:
                 results.append(cast(R, outcome.value))
-        children = []
         if first_error is not None:
             raise first_error
         return results
     finally:
-        for pid, fd in children:  # only after an error in the parent itself
-            _kill_quietly(pid)
-            os.close(fd)
+        for child in children:  # only when the parent itself failed or was interrupted
+            child.kill()
+
+
+class WorkerLost(CdcError):
+    """A worker process ended without a result: killed (out of memory?) or crashed."""
 
 
 class _Done:
@@ -120,47 +134,84 @@ class _Failed:
         self.error = error
 
 
-def _spawn(func: Callable[[T], R], shard: T) -> tuple[int, int]:
+class _Child:
+    """A forked worker: its pid and the read end of the pipe it answers through."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid, self.fd = pid, fd
+        self.reaped = False
+
+    def collect(self) -> _Done | _Failed:
+        """Read the whole answer, reap the child, unpickle the answer."""
+        with os.fdopen(self.fd, "rb") as pipe:
+            self.fd = -1
+            data = pipe.read()
+        _, status = os.waitpid(self.pid, 0)
+        self.reaped = True
+        if not data or not os.WIFEXITED(status):  # killed, perhaps mid-answer
+            return _Failed(WorkerLost(
+                f"a generate worker process ended without a result ({_describe(status)})"))
+        try:
+            outcome = pickle.loads(data)  # our own child, through our own pipe
+        except Exception as exc:  # e.g. an exception class that does not unpickle
+            return _Failed(WorkerError(f"unreadable worker result: {exc!r}"))
+        if not isinstance(outcome, _Done | _Failed):
+            return _Failed(WorkerError(f"unexpected worker result {type(outcome).__name__}"))
+        return outcome
+
+    def kill(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if not self.reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.reaped = True
+
+
+def _spawn(func: Callable[[T], R], shard: T, prctl: Callable[..., int] | None) -> _Child:
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
+    sys.stdout.flush()  # nothing buffered twice
+    sys.stderr.flush()
+    try:
+        pid = os.fork()
+    except BaseException:
         os.close(read_fd)
-        _die_with_parent(parent)
-        status = 0
+        os.close(write_fd)
+        raise
+    if pid == 0:  # the child: whatever happens, it ends here and never returns
+        status = 1
         try:
+            os.close(read_fd)
+            if prctl is not None:  # SIGKILL this child when the parent dies
+                prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+                if os.getppid() != parent:  # the parent died before that took effect
+                    os._exit(1)
             try:
                 payload = pickle.dumps(_Done(func(shard)), pickle.HIGHEST_PROTOCOL)
+                status = 0
             except BaseException as exc:  # sent back whole, or as its traceback
-                status = 1
                 payload = _pickle_error(exc)
             with os.fdopen(write_fd, "wb") as pipe:
                 pipe.write(payload)
         finally:
             os._exit(status)  # no atexit handlers, no buffered output of the parent
     os.close(write_fd)
-    return pid, read_fd
+    return _Child(pid, read_fd)
 
 
 def _pickle_error(exc: BaseException) -> bytes:
+    if not isinstance(exc, CdcError):  # a bug or an interrupt: keep where it happened
+        exc.add_note("in a generate worker process:\n" + "".join(traceback.format_tb(
+            exc.__traceback__)).rstrip())
     try:
         return pickle.dumps(_Failed(exc), pickle.HIGHEST_PROTOCOL)
     except Exception:  # an exception that does not pickle: keep its story
         text = "".join(traceback.format_exception(exc))
         return pickle.dumps(_Failed(WorkerError(text)), pickle.HIGHEST_PROTOCOL)
-
-
-def _collect(pid: int, fd: int) -> _Done | _Failed:
-    with os.fdopen(fd, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if not data:
-        return _Failed(WorkerError(
-            f"a generate worker process ended without a result ({_describe(status)})"))
-    outcome = pickle.loads(data)  # our own child, through our own pipe
-    if not isinstance(outcome, _Done | _Failed):
-        return _Failed(WorkerError(f"unexpected worker result {type(outcome).__name__}"))
-    return outcome
 
 
 def _describe(status: int) -> str:
@@ -169,25 +220,17 @@ def _describe(status: int) -> str:
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
-def _kill_quietly(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+_PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: SIGKILL this child when the parent dies, so no writer outlives a kill."""
+def _prctl() -> Callable[..., int] | None:
+    """Linux's prctl, to have workers die with their parent; None elsewhere."""
     if not sys.platform.startswith("linux"):
-        return
+        return None
     import ctypes
 
     try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        return
-    pr_set_pdeathsig = 1
-    prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+        return None
+    return prctl
