@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -70,6 +69,8 @@ def guarded(args: argparse.Namespace, command: str, body: Callable[[], int]) -> 
         emit_problems(fmt, command, [Problem("-", message=str(exc))])
         return EXIT_FAIL
     except Exception:  # a bug: say so plainly, with the trace for the report
+        import traceback
+
         sys.stderr.write(traceback.format_exc())
         sys.stderr.write("cdc-generator: internal error (this is a bug; please report it)\n")
         return EXIT_BUG

@@ -15,7 +15,6 @@ import importlib
 import json
 from collections.abc import Callable
 from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from cdc_generator.config.load import Document, KeyPath
@@ -33,6 +32,8 @@ COMPILED = {SERVER_GROUPS_SCHEMA: "server_groups", SERVICE_SCHEMA: "service"}
 
 @cache
 def schema(name: str) -> dict[str, Any]:
+    from importlib import resources  # only the explaining path reads the schemas
+
     text = resources.files("cdc_generator").joinpath("schemas", name).read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
