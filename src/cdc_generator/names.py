@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 MAX_SLOT = 63  # PostgreSQL NAMEDATALEN - 1
@@ -35,8 +36,6 @@ def slot_name(service: str, customer: str | None, environment: str) -> str:
     name = sql_ident(*parts)
     if len(name) <= MAX_SLOT:
         return name
-    import hashlib  # only over-long names need it (it loads OpenSSL: ~3 ms per run)
-
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
     return f"{name[: MAX_SLOT - len(digest) - 1]}_{digest}"
 
