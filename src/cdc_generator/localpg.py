@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import errno
 import importlib.metadata
 import importlib.util
@@ -51,16 +50,17 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
+
+from cdc_generator import pdeathsig
 
 if TYPE_CHECKING:
     import psycopg
@@ -407,30 +407,6 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES, start: int = 0) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty)"
 
 
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGINT (fast shutdown) the server if we die.
-
-    Covers the test runner being SIGKILLed (e.g. a CI timeout).  It fires when the
-    *thread* that started the server exits, hence ``die_with_parent=False`` for servers
-    started from short-lived threads.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:  # runs in the child, after setuid
-        prctl(pr_set_pdeathsig, int(signal.SIGINT), 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
 def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["LC_ALL"] = "C"
@@ -668,7 +644,10 @@ class LocalPostgres:
             "unix_socket_directories=",
         ]
         extra = self._run_as.popen_kwargs() if self._run_as else {}
-        preexec = _pdeathsig_preexec() if self._die_with_parent else None
+        # SIGINT (fast shutdown) when we die, e.g. a test runner SIGKILLed by a CI
+        # timeout; it fires when the starting *thread* exits, hence die_with_parent=False
+        # for servers started from short-lived threads
+        preexec = pdeathsig.on_parent_death(signal.SIGINT) if self._die_with_parent else None
         with self.log_path.open("ab") as log:
             try:
                 self._proc = subprocess.Popen(
@@ -679,7 +658,7 @@ class LocalPostgres:
                     cwd=self.base_dir,
                     env=_child_env(),
                     start_new_session=True,
-                    preexec_fn=preexec,  # noqa: PLW1509 (only prctl + getppid, see _pdeathsig_preexec)
+                    preexec_fn=preexec,  # noqa: PLW1509 (only prctl + getppid: pdeathsig.py)
                     **extra,
                 )
             except OSError as exc:

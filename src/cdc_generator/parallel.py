@@ -9,9 +9,9 @@ through a pipe.
 
 Shard 0 runs in the calling process. Without `os.fork` (not Linux/macOS), in a
 process with other threads, or with one shard, everything runs in the calling
-process, in order. An exception
-in a child is re-raised in the parent once every child has finished; a child
-never outlives a parent killed with SIGKILL (Linux PR_SET_PDEATHSIG).
+process, in order. An exception in a child is re-raised in the parent once
+every child has finished; a child never outlives a parent killed with SIGKILL
+(pdeathsig.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
+from cdc_generator import pdeathsig
 from cdc_generator.errors import CdcError
 
 T = TypeVar("T")
@@ -94,11 +95,11 @@ def map_shards(func: Callable[[T], R], shards: Sequence[T]) -> list[R]:
     """`[func(s) for s in shards]`, shards[1:] each in a forked child."""
     if len(shards) <= 1 or not can_fork():
         return [func(s) for s in shards]
-    prctl = _prctl()  # looked up here: the child does nothing but its shard
+    arm = pdeathsig.on_parent_death(signal.SIGKILL)  # set up here: the child only runs it
     children: list[_Child] = []
     try:
         for shard in shards[1:]:
-            children.append(_spawn(func, shard, prctl))
+            children.append(_spawn(func, shard, arm))
         first_error: BaseException | None = None
         results: list[R] = []
         try:
@@ -171,9 +172,8 @@ class _Child:
             self.reaped = True
 
 
-def _spawn(func: Callable[[T], R], shard: T, prctl: Callable[..., int] | None) -> _Child:
+def _spawn(func: Callable[[T], R], shard: T, arm: Callable[[], None] | None) -> _Child:
     read_fd, write_fd = os.pipe()
-    parent = os.getpid()
     sys.stdout.flush()  # nothing buffered twice
     sys.stderr.flush()
     try:
@@ -186,10 +186,8 @@ def _spawn(func: Callable[[T], R], shard: T, prctl: Callable[..., int] | None) -
         status = 1
         try:
             os.close(read_fd)
-            if prctl is not None:  # SIGKILL this child when the parent dies
-                prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-                if os.getppid() != parent:  # the parent died before that took effect
-                    os._exit(1)
+            if arm is not None:  # SIGKILL this child when the parent dies
+                arm()
             try:
                 payload = pickle.dumps(_Done(func(shard)), pickle.HIGHEST_PROTOCOL)
                 status = 0
@@ -218,19 +216,3 @@ def _describe(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit status {os.waitstatus_to_exitcode(status)}"
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _prctl() -> Callable[..., int] | None:
-    """Linux's prctl, to have workers die with their parent; None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
