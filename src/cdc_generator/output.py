@@ -117,6 +117,22 @@ def _read(path: str) -> bytes:
         return fh.read()
 
 
+class _Tree:
+    """Paths under a new tree's root, each parent directory made once (this runs
+    once per file; several processes may make the same directories)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(root)
+        self._made: set[str] = set()
+
+    def path_for(self, rel: str) -> str:
+        parent = os.path.dirname(rel)
+        if parent not in self._made:
+            os.makedirs(os.path.join(self.root, parent), exist_ok=True)
+            self._made.add(parent)
+        return os.path.join(self.root, rel)
+
+
 @dataclass
 class Part:
     """What one producer of files found: its paths by status and, when checking,
@@ -145,8 +161,7 @@ class Staged:
     def put_all(self, files: Iterable[tuple[str, bytes]]) -> Part:
         # plain str paths and os calls: this runs once per file of the tree
         changes, new = Changes(), {}
-        old_root, new_root = str(self.target), str(self.staging)
-        made: set[str] = set()
+        old_root, into = str(self.target), _Tree(self.staging)
         old_names: dict[str, set[str]] = {}  # directory -> its old files (no failing opens)
         for rel, data in files:
             parent, name = os.path.split(rel)
@@ -165,10 +180,7 @@ class Staged:
                 if self.keep_new:
                     new[rel] = data
                 continue
-            if parent not in made:
-                os.makedirs(os.path.join(new_root, parent), exist_ok=True)
-                made.add(parent)
-            _write_new(os.path.join(new_root, rel), data)
+            _write_new(into.path_for(rel), data)
         return Part(changes, new)
 
     def settle(self, parts: Iterable[Changes],
@@ -247,7 +259,7 @@ def _run_alive(suffix: str) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # someone else's process: alive
+        pass  # someone else's process, and alive
     return True
 
 
@@ -263,14 +275,9 @@ def _write_new(path: str, data: bytes) -> None:
 
 def _link_old(staging: Path, target: Path, paths: Iterable[str]) -> None:
     """Hard-link old files into the staging tree: same inode, same times."""
-    made: set[str] = set()
-    new_root, old_root = str(staging), str(target)
+    new, old_root = _Tree(staging), str(target)
     for rel in paths:
-        parent = os.path.dirname(rel)
-        if parent not in made:
-            os.makedirs(os.path.join(new_root, parent), exist_ok=True)
-            made.add(parent)
-        dest = os.path.join(new_root, rel)
+        dest = new.path_for(rel)
         try:
             os.link(os.path.join(old_root, rel), dest)
         except OSError:
