@@ -18,8 +18,13 @@ def _repo_plan(environment: str = "nonprod") -> Plan:
     return build_plan(load_config(REPO_ROOT), environment=environment)
 
 
+def _sql_files(plan: Plan) -> dict[str, str]:
+    """The publication SQL among everything `generate` renders for `plan`."""
+    return {f.path: f.text for f in Renderer(REPO_ROOT).render(plan) if f.path.startswith("sql/")}
+
+
 def test_one_file_per_tenant_database_with_filtered_tables() -> None:
-    files = {f.path: f.text for f in publication.render(_repo_plan())}
+    files = _sql_files(_repo_plan())
     assert sorted(files) == [
         "sql/accounting/nonprod/publication-acme.sql",
         "sql/accounting/nonprod/publication-globex.sql",
@@ -36,16 +41,15 @@ def test_one_file_per_tenant_database_with_filtered_tables() -> None:
 
 
 def test_renderer_includes_the_sql_and_prod_names() -> None:
-    files = Renderer(REPO_ROOT).render(_repo_plan("prod"))
-    paths = [f.path for f in files if f.path.startswith("sql/")]
+    paths = list(_sql_files(_repo_plan("prod")))
     assert "sql/accounting/prod/publication-acme.sql" in paths
     assert not [p for p in paths if "/directory/" in p]  # no filter, no SQL
 
 
 def test_the_committed_output_has_the_sql() -> None:
     for env in ("nonprod", "prod"):
-        for f in publication.render(_repo_plan(env)):
-            assert (REPO_ROOT / "generated" / f.path).read_text(encoding="utf-8") == f.text
+        for path, text in _sql_files(_repo_plan(env)).items():
+            assert (REPO_ROOT / "generated" / path).read_text(encoding="utf-8") == text
 
 
 def test_dollar_quote_tag_cannot_be_closed_by_the_body() -> None:
@@ -80,7 +84,7 @@ def test_generated_sql_creates_the_publication(pg_server: localpg.LocalPostgres,
         for statement in devdb.seed_statements(seed):
             conn.execute(statement.encode())
     acme = next(p for p in plan.pipelines if p.customer == "acme")
-    text = next(f.text for f in publication.render(plan) if f.path.endswith("acme.sql"))
+    text = next(t for path, t in _sql_files(plan).items() if path.endswith("acme.sql"))
     pub = acme.source.publication_name
     for _ in range(2):  # re-runnable
         with pg_server.connect(pg_db) as conn:

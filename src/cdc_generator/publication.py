@@ -54,10 +54,6 @@ def needs_publication_sql(pipeline: Pipeline) -> bool:
     return bool(pipeline.source.filtered_tables)
 
 
-def render(plan: Plan) -> list[SqlFile]:
-    return [render_one(plan, p) for p in plan.pipelines if needs_publication_sql(p)]
-
-
 def render_one(plan: Plan, pipeline: Pipeline) -> SqlFile:
     return SqlFile(path_of(pipeline), header(plan, pipeline) + statement(pipeline.source))
 
