@@ -15,9 +15,9 @@ reports its own peak RSS (VmHWM) at exit:
 
 Wall and CPU time are of the best of --repeat runs. The package's modules are
 byte-compiled first, as `pip install` does (a checkout run with
-PYTHONDONTWRITEBYTECODE=1 would otherwise re-compile them on every run). `--help` and `validate` are
-timed on this repository. `--tmpdir /dev/shm` takes the disk out of the figures.
-Prints figures only: nothing here asserts on time.
+PYTHONDONTWRITEBYTECODE=1 would otherwise re-compile them on every run).
+`--help` and `validate` are timed on this repository. `--tmpdir /dev/shm` takes
+the disk out of the figures. Prints figures only: nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -129,15 +129,25 @@ def best(runs: list[Run]) -> Run:
     return min(runs, key=lambda r: r.seconds)
 
 
-def spread(runs: list[Run]) -> str:
-    """Slowest and fastest: how steady the machine (and its disk) was."""
-    secs = [r.seconds for r in runs]
-    return f"{min(secs):.3f}-{max(secs):.3f} s"
+@dataclass(frozen=True)
+class Spread:
+    """Fastest and slowest of a measurement's runs: how steady the machine (and
+    its disk) was."""
 
+    fastest: float
+    slowest: float
 
-def unsteadiness(runs: list[Run]) -> float:
-    secs = [r.seconds for r in runs]
-    return max(secs) / min(secs)
+    @classmethod
+    def of(cls, runs: list[Run]) -> Spread:
+        secs = [r.seconds for r in runs]
+        return cls(min(secs), max(secs))
+
+    @property
+    def ratio(self) -> float:
+        return self.slowest / self.fastest
+
+    def __str__(self) -> str:
+        return f"{self.fastest:.3f}-{self.slowest:.3f} s"
 
 
 # Above this slowest/fastest ratio among a size's cold or floor runs, the machine
@@ -216,7 +226,7 @@ class Row:
     floor: float
     note: str = ""
     wrote_nothing: bool = True  # unchanged runs: said so, and left every file alone
-    unsteady: float = 1.0  # slowest / fastest of the runs
+    spread: Spread | None = None  # of the runs, where several were kept apart
 
     def cells(self) -> list[str]:
         s = self.run.seconds
@@ -262,16 +272,16 @@ def measure_size(tenants: int, tables: int, environments: int, repeat: int,
     f = io_floor.seconds
     return [
         Row(label, "cold", cold, files, size, f,
-            f"{files} files, {size / MB:.1f} MB; runs {spread(cold_runs)}",
-            unsteady=unsteadiness(cold_runs)),
+            f"{files} files, {size / MB:.1f} MB; runs {Spread.of(cold_runs)}",
+            spread=Spread.of(cold_runs)),
         Row(label, "unchanged", unchanged, files, size, f,
             ("says nothing written" if said else "DID NOT SAY nothing written")
             + (", tree untouched" if untouched else ", TREE TOUCHED"),
             wrote_nothing=said and untouched),
         Row(label, "check", check, files, size, f),
         Row(label, "floor", io_floor, files, size, f,
-            f"writes only, in-process; runs {spread(floor_runs)}",
-            unsteady=unsteadiness(floor_runs)),
+            f"writes only, in-process; runs {Spread.of(floor_runs)}",
+            spread=Spread.of(floor_runs)),
     ]
 
 
@@ -309,12 +319,11 @@ def target_rows(rows: list[Row], startup: dict[str, list[Run]]) -> list[list[str
         cold, unchanged, check = by[big, "cold"], by[big, "unchanged"], by[big, "check"]
         add(f"{big} generate < 2 s", f"{cold.run.seconds:.3f} s", cold.run.seconds < 2)
         ratio = cold.run.seconds / cold.floor
-        floor_row = by[big, "floor"]
-        if max(cold.unsteady, floor_row.unsteady) > UNSTEADY:
+        varied = max(r.spread.ratio for r in (cold, by[big, "floor"]) if r.spread)
+        if varied > UNSTEADY:
             out.append([f"{big} generate within 2.5x of the I/O floor",
-                        f"{ratio:.1f}x, but runs varied up to "
-                        f"{max(cold.unsteady, floor_row.unsteady):.1f}x", "UNSURE: re-run, "
-                        "or --tmpdir /dev/shm"])
+                        f"{ratio:.1f}x, but runs varied up to {varied:.1f}x",
+                        "UNSURE: re-run, or --tmpdir /dev/shm"])
         else:
             add(f"{big} generate within 2.5x of the I/O floor", f"{ratio:.1f}x", ratio <= 2.5)
         add(f"{big} unchanged re-run writes nothing and says so", unchanged.note,
