@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -74,18 +75,10 @@ def test_dev_db_starts_seeds_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         match = re.search(r"\(pid (\d+),", err)
         assert match, err
         server_pid = int(match.group(1))
-        with psycopg.connect(host=exports["POSTGRES_ADOPUS_HOST"],
-                             port=exports["POSTGRES_ADOPUS_PORT"],
-                             user=exports["POSTGRES_ADOPUS_USER"],
-                             password=exports["POSTGRES_ADOPUS_PASSWORD"],
-                             dbname="adopus_globex") as conn:
+        with _connect(exports, "ADOPUS", "adopus_globex") as conn:
             rows = conn.execute("SELECT owner_id FROM public.ledger_entries ORDER BY 1").fetchall()
         assert rows == [("globex",), ("shared",)]
-        with psycopg.connect(host=exports["POSTGRES_ASMA_HOST"],
-                             port=exports["POSTGRES_ASMA_PORT"],
-                             user=exports["POSTGRES_ASMA_USER"],
-                             password=exports["POSTGRES_ASMA_PASSWORD"],
-                             dbname="adopus_db_directory_dev") as conn:
+        with _connect(exports, "ASMA", "adopus_db_directory_dev") as conn:
             row = conn.execute("SELECT count(*) FROM customer_b.users").fetchone()
         assert row == (2,)
         proc.send_signal(signal.SIGINT)
@@ -100,3 +93,12 @@ def test_dev_db_starts_seeds_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def _connect(exports: dict[str, str], group: str, dbname: str) -> psycopg.Connection[Any]:
+    """Connect with the POSTGRES_<GROUP>_* settings that dev-db printed."""
+    return psycopg.connect(host=exports[f"POSTGRES_{group}_HOST"],
+                           port=exports[f"POSTGRES_{group}_PORT"],
+                           user=exports[f"POSTGRES_{group}_USER"],
+                           password=exports[f"POSTGRES_{group}_PASSWORD"],
+                           dbname=dbname)

@@ -456,13 +456,20 @@ class Stack:
         try:
             yield
         except BaseException as exc:
-            try:
-                where = self.save_logs()
-            except OSError as copy_exc:
-                exc.add_note(f"e2e stack logs could not be copied: {copy_exc}")
-            else:
-                exc.add_note(f"e2e stack logs{' for ' + label if label else ''} kept in {where}")
+            self.note_logs(exc, label)
             raise
+
+    def note_logs(self, exc: BaseException, label: str = "") -> Path | None:
+        """Copy the logs and add to `exc` where they are; the copy, if it worked."""
+        try:
+            where = self.save_logs()
+        except OSError as copy_exc:
+            exc.add_note(f"e2e stack logs could not be copied ({copy_exc}); "
+                         f"see {self.work_dir}")
+            return None
+        exc.add_note(f"e2e stack logs (broker, worker, configs)"
+                     f"{' for ' + label if label else ''} kept in {where}")
+        return where
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop every process, worker first, by PID."""
@@ -735,12 +742,8 @@ def _fail(stack: Stack, exc: BaseException) -> None:
         stack.stop(grace=5.0)
     except Exception as stop_exc:
         exc.add_note(f"also: {stop_exc}")
-    try:
-        where = stack.save_logs()
-    except OSError as copy_exc:
-        exc.add_note(f"e2e stack logs could not be copied ({copy_exc}); see {stack.work_dir}")
-    else:
-        exc.add_note(f"e2e stack logs (broker, worker, configs) kept in {where}")
+    where = stack.note_logs(exc)
+    if where is not None:
         log.error("e2e stack failed; logs kept in %s", where)
 
 
