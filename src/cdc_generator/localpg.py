@@ -58,7 +58,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import IO, TYPE_CHECKING, Any, Final, Self
 
 from cdc_generator import pdeathsig
 
@@ -579,20 +579,10 @@ class LocalPostgres:
             "--no-sync",
             "--no-instructions",
         ]
-        extra = self._run_as.popen_kwargs() if self._run_as else {}
         try:
             with self.log_path.open("ab") as log:
-                result = subprocess.run(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.base_dir,
-                    env=_child_env(),
-                    timeout=timeout,
-                    check=False,
-                    **extra,
-                )
+                result = subprocess.run(cmd, timeout=timeout, check=False,
+                                        **self._child_kwargs(log))
         except subprocess.TimeoutExpired:
             raise LocalPostgresError(
                 f"initdb did not finish within {timeout:g}s; log {self.log_path}:\n"
@@ -643,7 +633,6 @@ class LocalPostgres:
             "-c",
             "unix_socket_directories=",
         ]
-        extra = self._run_as.popen_kwargs() if self._run_as else {}
         # SIGINT (fast shutdown) when we die, e.g. a test runner SIGKILLed by a CI
         # timeout; it fires when the starting *thread* exits, hence die_with_parent=False
         # for servers started from short-lived threads
@@ -652,20 +641,27 @@ class LocalPostgres:
             try:
                 self._proc = subprocess.Popen(
                     cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.base_dir,
-                    env=_child_env(),
                     start_new_session=True,
                     preexec_fn=preexec,  # noqa: PLW1509 (only prctl + getppid: pdeathsig.py)
-                    **extra,
+                    **self._child_kwargs(log),
                 )
             except OSError as exc:
                 raise LocalPostgresError(f"could not run postgres: {exc}") from exc
         self.pid = self._proc.pid
         with _live_lock:
             _live.add(self)
+
+    def _child_kwargs(self, log: IO[bytes]) -> dict[str, Any]:
+        """How initdb and postgres run: no input, output to our log, in our base
+        directory, a clean environment, as the unprivileged user when we are root."""
+        return {
+            "stdin": subprocess.DEVNULL,
+            "stdout": log,
+            "stderr": subprocess.STDOUT,
+            "cwd": self.base_dir,
+            "env": _child_env(),
+            **(self._run_as.popen_kwargs() if self._run_as else {}),
+        }
 
     def _wait_ready(self, timeout: float, log_offset: int) -> str:
         """Poll until a real connection succeeds; "ready" or "port-clash", else raise."""
