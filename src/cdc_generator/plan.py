@@ -70,32 +70,44 @@ class SourceSpec:
     publication_autocreate_mode: str
     topic_prefix: str
     tables: tuple[CapturedTable, ...]
+    table_include_list: str
+    message_key_columns: str  # the configured primary keys, as Debezium wants them
+    topics: tuple[str, ...]  # sorted
+    filtered_tables: tuple[CapturedTable, ...]
     route_regex: str
     route_replacement: str
-    key_uniqueness: bool
+    key_uniqueness: bool  # several schemas feed one topic: the key carries the schema
     key_field_name: str
     heartbeat_interval_ms: int
     snapshot_mode: str
 
-    @property
-    def table_include_list(self) -> str:
-        return ",".join(_regex_literal(t.qualified) for t in self.tables)
 
-    @property
-    def message_key_columns(self) -> str:
-        """The configured primary keys as Debezium's `message.key.columns`."""
-        return ";".join(
-            f"{_regex_literal(t.qualified)}:{','.join(t.primary_key)}"
-            for t in self.tables
+@dataclass(frozen=True)
+class _TableSet:
+    """A database's captured tables and the SourceSpec fields made of them: the
+    same in every environment, so worked out once per database."""
+
+    tables: tuple[CapturedTable, ...]
+    table_include_list: str
+    message_key_columns: str
+    topics: tuple[str, ...]
+    filtered_tables: tuple[CapturedTable, ...]
+    key_uniqueness: bool
+
+    @classmethod
+    def of(cls, tables: tuple[CapturedTable, ...]) -> _TableSet:
+        feeds: dict[str, set[str]] = defaultdict(set)
+        for t in tables:
+            feeds[t.topic].add(t.schema)
+        return cls(
+            tables=tables,
+            table_include_list=",".join(_regex_literal(t.qualified) for t in tables),
+            message_key_columns=";".join(
+                f"{_regex_literal(t.qualified)}:{','.join(t.primary_key)}" for t in tables),
+            topics=tuple(sorted(feeds)),
+            filtered_tables=tuple(t for t in tables if t.filter),
+            key_uniqueness=any(len(schemas) > 1 for schemas in feeds.values()),
         )
-
-    @property
-    def topics(self) -> tuple[str, ...]:
-        return tuple(sorted({t.topic for t in self.tables}))
-
-    @property
-    def filtered_tables(self) -> tuple[CapturedTable, ...]:
-        return tuple(t for t in self.tables if t.filter)
 
 
 @dataclass(frozen=True)
@@ -149,7 +161,7 @@ def build_plan(config: Config, *, service: str | None = None,
             continue
         dbs = _databases_of(group, svc)
         # a database's captured tables are the same in every environment
-        captured = [_captured_tables(svc, group, db, filters) for db in dbs]
+        captured = [_TableSet.of(_captured_tables(svc, group, db, filters)) for db in dbs]
         pipelines.extend(
             _pipeline(config, svc, group, env, db, tables=tables)
             for env in config.environments
@@ -189,13 +201,10 @@ def _captured_tables(service: Service, group: ServerGroup, db: Database,
 
 
 def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environment,
-              db: Database, *, tables: tuple[CapturedTable, ...]) -> Pipeline:
+              db: Database, *, tables: _TableSet) -> Pipeline:
     customer = db.customer if group.type is GroupType.DB_PER_TENANT else None
     prefix = names.topic_prefix(service.name, customer)
-    feeds: dict[str, set[str]] = defaultdict(set)
-    for t in tables:
-        feeds[t.topic].add(t.schema)
-    key_uniqueness = any(len(schemas) > 1 for schemas in feeds.values())
+    key_uniqueness = tables.key_uniqueness
     slot = names.slot_name(service.name, customer, env.name)
     base = _k8s(service.name, *([customer] if customer else []))
     escaped = _regex_literal(prefix)
@@ -209,10 +218,14 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         slot_name=slot,
         publication_name=slot,
         publication_autocreate_mode=(
-            "disabled" if any(t.filter for t in tables) else "filtered"
+            "disabled" if tables.filtered_tables else "filtered"
         ),
         topic_prefix=prefix,
-        tables=tables,
+        tables=tables.tables,
+        table_include_list=tables.table_include_list,
+        message_key_columns=tables.message_key_columns,
+        topics=tables.topics,
+        filtered_tables=tables.filtered_tables,
         route_regex=f"{escaped}\\.([^.]+)\\.([^.]+)",
         route_replacement=f"{prefix}.$2",
         key_uniqueness=key_uniqueness,
@@ -264,6 +277,8 @@ def _filter(table: Table, customer: str | None, filters: rowfilter.TenantFilters
 
 def _collisions(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
     """Two connectors sharing a slot, topic prefix, topic or name lose data silently."""
+    if not _any_shared(pipelines):
+        return
     origins = {s.name: s.origin for s in config.services}
     seen: dict[tuple[str, str, str], Pipeline] = {}
     claim = seen.setdefault  # one dict operation per name: this runs for every topic
@@ -286,6 +301,24 @@ def _collisions(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
                     "rename a service or customer",
                 )
                 seen[key] = p
+
+
+def _any_shared(pipelines: list[Pipeline]) -> bool:
+    """Whether any two pipelines of one environment share a name of one kind: the
+    quick test, in bulk set operations, before `_collisions` looks for which."""
+    by_env: dict[str, list[Pipeline]] = defaultdict(list)
+    for p in pipelines:
+        by_env[p.environment].append(p)
+    for ps in by_env.values():
+        for values in (
+            [p.source.slot_name for p in ps],
+            [p.source.topic_prefix for p in ps],
+            [f"{p.namespace}/{p.source.name}" for p in ps],
+            [t for p in ps for t in p.sink.topics],
+        ):
+            if len(set(values)) != len(values):
+                return True
+    return False
 
 
 def _who(p: Pipeline) -> str:
