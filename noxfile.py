@@ -107,7 +107,7 @@ def bench_e2e(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """generate vs. the I/O floor on synthetic estates (50/500/5,000 tenants); prints
+    """generate vs. the I/O floor on synthetic estates (1/50/500/5,000 tenants); prints
     figures only. `-- --tmpdir /dev/shm` takes the disk out; `-- --sizes 50,500` is quick."""
     install(session)
     session.run("python", "benchmarks/bench_generate.py", *session.posargs)
