@@ -103,3 +103,25 @@ def test_unreachable_server_is_a_clean_error() -> None:
     assert "secret-pw" not in str(info.value)
     assert isinstance(info.value.__cause__, type(None))
     assert not isinstance(info.value, psycopg.Error)
+
+
+@pytest.mark.parametrize("dsn", [
+    "postgresql://u:s3cr%ZZet@127.0.0.1:1/db",  # bad percent-encoding inside the password
+    "postgresql://u:s3cr%ZZet@127.0.0.1:1/db?sslmode",
+    "postgresql://u@127.0.0.1:1/db?password=s3cr%ZZet",
+    "host=h password='s3cr%ZZet",  # unterminated quote
+    "host=h password=s3cr%ZZet nonsense",
+    "host=h PASSWORD = s3cr%ZZet port",
+])
+def test_an_unparsable_dsn_never_shows_its_password(dsn: str) -> None:
+    with pytest.raises(UsageError) as info:
+        connection.target_from_dsn(dsn)
+    message = str(info.value)
+    assert message.startswith("invalid --dsn: ")
+    for piece in ("s3cr", "ZZet", "%ZZ"):
+        assert piece not in message
+
+
+def test_an_unparsable_dsn_without_password_says_why() -> None:
+    with pytest.raises(UsageError, match=r"invalid --dsn: .*(missing|invalid|syntax)"):
+        connection.target_from_dsn("host=h nonsense")

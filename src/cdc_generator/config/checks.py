@@ -17,6 +17,7 @@ from cdc_generator.config.model import (
     Service,
     Setting,
 )
+from cdc_generator.config.schema import SECRET_HINT
 from cdc_generator.errors import Problem
 from cdc_generator.rowfilter import CUSTOMER_PLACEHOLDER
 
@@ -40,8 +41,7 @@ def _password(setting: Setting, what: str) -> Iterator[Problem]:
     if not setting.is_placeholder:
         yield setting.origin.problem(
             f"{what} password is a literal value; secrets must not be committed",
-            "write a placeholder such as ${POSTGRES_PASSWORD}; "
-            "Kafka Connect resolves it at run time",
+            SECRET_HINT,
         )
 
 

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 SERVER_GROUPS_SCHEMA = "server-groups.schema.json"
 SERVICE_SCHEMA = "service.schema.json"
+# keys whose values are never repeated in a message
+SECRET_KEYS = frozenset({"password"})
+SECRET_HINT = ("write a placeholder such as ${POSTGRES_PASSWORD}; "
+               "Kafka Connect resolves it at run time")
 # schema file -> module of config/compiled/ (scripts/compile_schemas.py writes them)
 COMPILED = {SERVER_GROUPS_SCHEMA: "server_groups", SERVICE_SCHEMA: "service"}
 
@@ -88,6 +92,9 @@ def _to_problem(doc: Document, error: ValidationError, schema_name: str) -> Prob
     validator = error.validator
     instance = error.instance
     message, hint = error.message, ""
+    secret = any(str(key).lower() in SECRET_KEYS for key in path)
+    if secret:  # whatever is wrong with a secret, its value is not repeated
+        instance = _Withheld(instance)
     if validator == "additionalProperties" and isinstance(instance, dict):
         allowed = sorted(error.schema.get("properties", {})) if isinstance(
             error.schema, dict) else []
@@ -109,12 +116,17 @@ def _to_problem(doc: Document, error: ValidationError, schema_name: str) -> Prob
         message = f"{_describe(instance)} is not allowed"
         hint = "use one of: " + ", ".join(str(v) for v in values)
     elif validator == "pattern":
-        message = f"{instance!r} does not match the required pattern {error.validator_value}"
+        message = (f"{_describe(instance)} does not match the required pattern "
+                   f"{error.validator_value}")
         hint = _pattern_hint(str(error.validator_value))
     elif validator == "minItems" and instance == []:
         message = "must not be empty"
     elif validator == "propertyNames":
         message = f"{error.instance!r} is not a valid name here: {error.message}"
+    if secret:
+        if message == error.message:  # jsonschema's own words may quote the value
+            message = f"{_describe(instance)} is not valid here ({validator})"
+        hint = hint or SECRET_HINT
     return doc.problem(path, message, hint or f"see schemas/{schema_name}")
 
 
@@ -131,7 +143,19 @@ def _type_name(value: Any) -> str:
     return names.get(str(value), str(value))
 
 
+class _Withheld:
+    """A value under a secret key: described by its kind only."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 def _describe(value: Any) -> str:
+    if isinstance(value, _Withheld):
+        kind = _describe(value.value) if isinstance(value.value, dict | list | None) else (
+            "true or false" if isinstance(value.value, bool)
+            else "a number" if isinstance(value.value, int | float) else "a string")
+        return f"{kind} (value not shown: it is a secret)"
     if value is None:
         return "nothing (null)"
     if isinstance(value, dict):

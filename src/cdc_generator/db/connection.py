@@ -31,6 +31,10 @@ _PASSWORD_PATTERNS = (
 )
 
 
+# a password in a DSN as typed: `password=` (key=value or URI query), or URI userinfo
+_DSN_PASSWORD = re.compile(r"password\s*=|://[^@/\s]*:[^@\s]*@", re.IGNORECASE)
+
+
 class DatabaseError(CdcError):
     """The source database could not be reached or answered with an error."""
 
@@ -62,6 +66,11 @@ def redact(text: str, *secrets: str) -> str:
         text = pattern.sub(lambda m: m.group(1) + _MASK + (m.group(3) if m.lastindex == 3
                                                            else ""), text)
     return text
+
+
+def _has_password(dsn: str) -> bool:
+    """Whether a DSN, parsable or not, carries a password anywhere."""
+    return bool(_DSN_PASSWORD.search(dsn))
 
 
 def resolve(setting: Setting, environ: Mapping[str, str] | None = None) -> str:
@@ -127,7 +136,13 @@ def target_from_dsn(dsn: str, dbname: str | None = None, customer: str | None = 
     try:
         params = conninfo.conninfo_to_dict(dsn)
     except Exception as exc:  # psycopg.ProgrammingError; its text may quote the DSN
-        raise UsageError(f"invalid --dsn: {redact(str(exc))}") from None
+        if _has_password(dsn):  # and so any piece of the password, as typed
+            reason = "libpq cannot parse it (its message is not shown: it may quote the password)"
+        else:
+            reason = redact(str(exc).strip())
+        raise UsageError(f"invalid --dsn: {reason}; write postgresql://USER@HOST:PORT/DBNAME "
+                         "or host=... port=... user=... dbname=..., and give the password "
+                         "in PGPASSWORD") from None
     password = str(params.get("password") or "")
     return Target(
         host=str(params.get("host") or "localhost"),
