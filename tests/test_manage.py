@@ -178,3 +178,43 @@ def test_write_atomic_keeps_mode_and_leaves_no_temp(tmp_path: Path) -> None:
     assert target.read_text() == "new\n"
     assert target.stat().st_mode & 0o777 == 0o600
     assert os.listdir(tmp_path) == ["s.yaml"]
+
+
+def test_a_table_is_tracked_with_or_without_its_schema(repo: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """An entry without 'schema:' covers every schema of the database (here public),
+    so adding the same table with or without --schema is refused both ways round."""
+    before = _service(repo)
+    assert _run(repo, "--service", "orders", "--add-table", "orders", "--offline",
+                "--primary-key", "region") == 2
+    assert "already tracks table 'public.orders'" in capsys.readouterr().err
+    path = repo / "services" / "orders.yaml"
+    path.write_text(before.replace("    - schema: public\n      name: orders",
+                                   "    - name: orders"))
+    assert "- name: orders  # the main table" in _service(repo)
+    assert _run(repo, "--service", "orders", "--add-table", "orders", "--schema", "public",
+                "--offline", "--primary-key", "region") == 2
+    assert "already tracks table 'public.orders'" in capsys.readouterr().err
+    # written by hand, validate finds it
+    path.write_text(_service(repo) + "    - schema: public\n      name: orders\n"
+                    "      primary_key: region\n")
+    assert main(["validate", "--root", str(repo), "--format", "text"]) == 1
+    err = capsys.readouterr().err
+    assert "table 'public.orders' is listed twice (first at table #1)" in err
+
+
+def test_a_yml_service_file_is_edited_in_place(repo: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    yaml_path = repo / "services" / "orders.yaml"
+    yml_path = yaml_path.rename(repo / "services" / "orders.yml")
+    assert main(["validate", "--root", str(repo)]) == 0
+    assert _run(repo, "--service", "orders", "--remove-table", "order_lines") == 0
+    assert "services/orders.yml: removed order_lines" in capsys.readouterr().err
+    assert "order_lines" not in yml_path.read_text()
+    assert _run(repo, "--service", "orders", "--add-table", "customers") == 0
+    assert "name: customers" in yml_path.read_text()
+    assert _run(repo, "--create", "orders", "--server-group", "shop", "--add-table",
+                "shipments") == 2
+    assert "services/orders.yml already exists" in capsys.readouterr().err
+    assert not yaml_path.exists()
+    assert main(["validate", "--root", str(repo)]) == 0

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from cdc_generator import localpg, rowfilter
 from cdc_generator.config.model import (
-    DEFAULT_SCHEMA,
     PLACEHOLDER,
     Config,
     GroupType,
@@ -65,11 +64,11 @@ def seed_plan(config: Config, environment: str) -> list[SeedDatabase]:
             if name in out or service is None:
                 continue
             customer = db.customer if group.type is GroupType.DB_PER_TENANT else None
-            schemas = db.schemas or (DEFAULT_SCHEMA,)
+            schemas = db.schemas_or_default
             tables = tuple(
                 _seed_table(schema, table, customer)
                 for table in service.tables
-                for schema in ((table.schema,) if table.schema else schemas)
+                for schema in table.schemas_in(db)
             )
             all_schemas = tuple(dict.fromkeys([*schemas, *(t.schema for t in tables)]))
             out[name] = SeedDatabase(name, customer, all_schemas, tables)

@@ -22,13 +22,12 @@ from cdc_generator import rowfilter
 from cdc_generator.config import schema
 from cdc_generator.config.load import YamlLoadError, load_document, parse_document
 from cdc_generator.config.model import (
-    DEFAULT_SCHEMA,
     Database,
     ServerGroup,
     Service,
     build_server_groups,
 )
-from cdc_generator.config.repo import GROUPS_FILE, SERVICES_DIR
+from cdc_generator.config.repo import GROUPS_FILE, SERVICE_SUFFIXES, SERVICES_DIR
 from cdc_generator.db.inspect import TableInfo
 from cdc_generator.errors import ConfigError, UsageError
 from cdc_generator.rowfilter import CUSTOMER_PLACEHOLDER
@@ -59,24 +58,26 @@ class InspectedTable:
 
 
 def service_path(root: Path, name: str) -> Path:
-    return root / SERVICES_DIR / f"{name}.yaml"
+    """Service `name`'s file: services/<name>.yaml or .yml as it exists, else the
+    .yaml to create."""
+    folder = root / SERVICES_DIR
+    return next((p for p in (folder / f"{name}{suffix}" for suffix in SERVICE_SUFFIXES)
+                 if p.exists()), folder / f"{name}.yaml")
 
 
 def lookup_schemas(database: Database, schema_name: str | None) -> list[str]:
     """Where a table (or an inspection) looks: the given schema, else the database's."""
     if schema_name:
         return [schema_name]
-    return list(database.schemas) or [DEFAULT_SCHEMA]
+    return list(database.schemas_or_default)
 
 
 def tracks(service: Service | None, database: Database, schema_name: str, table: str) -> bool:
+    """Whether `service` captures `schema_name`.`table` from `database`."""
     if service is None:
         return False
-    return any(
-        t.name == table and schema_name in ([t.schema] if t.schema
-                                            else lookup_schemas(database, None))
-        for t in service.tables
-    )
+    return any(t.name == table and schema_name in t.schemas_in(database)
+               for t in service.tables)
 
 
 def inspection(service: Service | None, database: Database,
@@ -239,14 +240,19 @@ def _entry(table: NewTable) -> Any:
     return entry
 
 
+def refuse_tracked(service: Service, database: Database, name: str, schema_name: str | None,
+                   shown: str) -> None:
+    """A new entry for `name` must not capture a schema.table an entry already does
+    (an entry without a schema covers every schema of the database)."""
+    for schema_ in lookup_schemas(database, schema_name):
+        if tracks(service, database, schema_, name):
+            raise UsageError(f"{shown} already tracks table '{schema_}.{name}' "
+                             "(--remove-table it first to change its key or filter)")
+
+
 def add_table_text(text: str, shown: str, table: NewTable) -> str:
     yaml, data = _load(text)
-    tables = data["source"]["tables"]
-    for entry in tables:
-        if entry.get("name") == table.name and entry.get("schema") == table.schema:
-            where = f"{table.schema}.{table.name}" if table.schema else table.name
-            raise UsageError(f"{shown} already tracks table {where!r}")
-    tables.append(_entry(table))
+    data["source"]["tables"].append(_entry(table))
     return _checked(_dump(yaml, data), shown)
 
 

@@ -14,7 +14,6 @@ from functools import cache
 
 from cdc_generator import names, rowfilter
 from cdc_generator.config.model import (
-    DEFAULT_SCHEMA,
     PLACEHOLDER,
     Config,
     Database,
@@ -196,7 +195,7 @@ def _captured_tables(service: Service, group: ServerGroup, db: Database,
             topic=f"{prefix}.{table.name}",
         )
         for table in service.tables
-        for schema in _schemas_of(table, db)
+        for schema in table.schemas_in(db)
     )
 
 
@@ -262,11 +261,6 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         service_file=service.file,
     )
 
-
-def _schemas_of(table: Table, db: Database) -> tuple[str, ...]:
-    if table.schema:
-        return (table.schema,)
-    return db.schemas or (DEFAULT_SCHEMA,)
 
 
 def _filter(table: Table, customer: str | None, filters: rowfilter.TenantFilters) -> str | None:

@@ -78,8 +78,8 @@ def _existing(args: argparse.Namespace) -> int:
     group = config.group(service.server_group)
     assert group is not None  # load_config checked the reference
     database = _database(group, service.name, args.customer)
-    path = manage.service_path(args.root, service.name)
-    shown = f"services/{path.name}"
+    path = args.root / service.file  # services/<name>.yaml or .yml
+    shown = service.file
     if args.inspect:
         return _inspect(args, service, group, database)
     if args.remove_table:
@@ -88,6 +88,7 @@ def _existing(args: argparse.Namespace) -> int:
         manage.write_atomic(path, text)
         sys.stderr.write(f"{shown}: removed {args.remove_table}; run `cdc-generator generate`\n")
         return common.EXIT_OK
+    manage.refuse_tracked(service, database, args.add_table, args.schema, shown)
     table, notes = _new_table(args, group, database)
     text = manage.add_table_text(path.read_text(encoding="utf-8"), shown, table)
     manage.write_atomic(path, text)

@@ -11,6 +11,7 @@ from cdc_generator import names, rowfilter
 from cdc_generator.config.model import (
     DEFAULT_SCHEMA,
     Config,
+    Database,
     GroupType,
     Isolation,
     ServerGroup,
@@ -173,19 +174,11 @@ def _services(config: Config) -> Iterator[Problem]:
 
 
 def _tables(service: Service, group: ServerGroup) -> Iterator[Problem]:
-    seen: dict[tuple[str, str], int] = {}
-    listed = {s for db in group.databases if group.service_of(db) == service.name
-              for s in db.schemas}
+    dbs = [db for db in group.databases if group.service_of(db) == service.name]
+    listed = {s for db in dbs for s in db.schemas}
     by_name: dict[str, set[str | None]] = defaultdict(set)
+    yield from _captured_twice(service, dbs)
     for table in service.tables:
-        key = (table.schema or "*", table.name)
-        if key in seen:
-            where = f"{table.schema}.{table.name}" if table.schema else table.name
-            yield table.origin.problem(
-                f"table {where!r} is listed twice (first at table #{seen[key] + 1})",
-                "remove the duplicate entry",
-            )
-        seen[key] = len(seen)
         by_name[table.name].add(table.schema)
         if not table.primary_key:
             yield table.origin.problem(
@@ -222,3 +215,23 @@ def _tables(service: Service, group: ServerGroup) -> Iterator[Problem]:
                     f"({', '.join(sorted(effective | listed))}) into one tenant topic",
                     "in a db-per-tenant service give each table an explicit schema",
                 )
+
+def _captured_twice(service: Service, dbs: list[Database]) -> Iterator[Problem]:
+    """Two entries that capture the same schema.table of one database: an entry
+    without a schema covers every schema of the database (`public` if none)."""
+    first: dict[tuple[str, str], int] = {}  # (schema, table) -> index of its first entry
+    for index, table in enumerate(service.tables):
+        covered = sorted({(schema, table.name) for db in dbs for schema in table.schemas_in(db)}
+                         or {(table.schema or "*", table.name)})  # no database: as written
+        again = [key for key in covered if key in first]
+        if again:
+            schema, name = again[0]
+            where = name if schema == "*" else f"{schema}.{name}"
+            yield table.origin.problem(
+                f"table {where!r} is listed twice (first at table #{first[again[0]] + 1})",
+                "remove the duplicate entry (an entry without 'schema:' covers every "
+                "schema of the database)",
+            )
+        for key in covered:
+            first.setdefault(key, index)
+

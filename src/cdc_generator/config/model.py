@@ -100,6 +100,11 @@ class Database:
     def name_in(self, environment: str) -> str:
         return dict(self.name_by_environment).get(environment, self.name)
 
+    @property
+    def schemas_or_default(self) -> tuple[str, ...]:
+        """Where a table without a schema lives: the listed schemas, else `public`."""
+        return self.schemas or (DEFAULT_SCHEMA,)
+
 
 @dataclass(frozen=True)
 class ServerGroup:
@@ -123,6 +128,10 @@ class Table:
     primary_key: tuple[str, ...]
     filter: str | None
     origin: Origin
+
+    def schemas_in(self, database: Database) -> tuple[str, ...]:
+        """The schemas this entry captures from in `database`."""
+        return (self.schema,) if self.schema else database.schemas_or_default
 
 
 @dataclass(frozen=True)

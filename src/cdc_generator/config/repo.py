@@ -17,13 +17,14 @@ from cdc_generator.errors import ConfigError, Problem
 
 GROUPS_FILE = "server-groups.yaml"
 SERVICES_DIR = "services"
+SERVICE_SUFFIXES = (".yaml", ".yml")
 
 
 def service_files(root: Path) -> list[Path]:
     folder = root / SERVICES_DIR
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix in SERVICE_SUFFIXES and p.is_file())
 
 
 def load_config(root: Path) -> Config:
