@@ -91,14 +91,21 @@ def test_scoped_generate_leaves_the_rest_alone(
 ) -> None:
     other = repo / "generated/pipelines/accounting/prod/source-accounting-acme.yaml"
     other.write_text("hand edit\n")
+    prod_path = repo / "generated/pipelines/directory/prod/source-directory.yaml"
+    prod_before = prod_path.read_bytes()
+    prod_stat = prod_path.stat()
     svc = repo / "services" / "directory.yaml"
     svc.write_text(svc.read_text().replace("primary_key: code", "primary_key: iso"))
     assert main(["generate", "--root", str(repo), "--service", "directory",
                  "--environment", "nonprod"]) == 0
     assert other.read_text() == "hand edit\n"
     nonprod = (repo / "generated/pipelines/directory/nonprod/source-directory.yaml").read_text()
-    prod = (repo / "generated/pipelines/directory/prod/source-directory.yaml").read_text()
-    assert nonprod != prod.replace("prod", "nonprod")  # only nonprod was regenerated
+    assert "countries:iso" in nonprod  # regenerated
+    # prod is out of scope: the same file, not rewritten
+    assert prod_path.read_bytes() == prod_before
+    assert b"countries:code" in prod_before
+    after = prod_path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (prod_stat.st_ino, prod_stat.st_mtime_ns)
     code, _out, err = check(repo, capsys, "--service", "directory", "--environment", "nonprod")
     assert code == 0, err
     assert check(repo, capsys, "--service", "accounting")[0] == 1
