@@ -135,11 +135,63 @@ def test_remove_moves_the_comment_of_the_next_entry() -> None:
                                "      primary_key: [invoice_id, line_no]  # composite key\n", "")
 
 
+# the same service in layouts people write: indentless list, `---` with a comment
+# above it, CRLF line ends, four-space indents
+INDENTLESS = """\
+# orders, as the team writes YAML
+---
+service: orders
+server_group: shop
+source:
+  type: postgres
+  tables:
+  - schema: public
+    name: orders
+    primary_key: id  # composite key
+  # order lines
+  - schema: public
+    name: order_lines
+    primary_key: [order_id, line_no]
+"""
+LAYOUTS = {
+    "indentless": INDENTLESS,
+    "crlf": INDENTLESS.replace("\n", "\r\n"),
+    "four-spaces": """\
+service: orders
+server_group: shop
+source:
+    type: postgres
+    tables:
+        - schema: public
+          name: orders
+          primary_key: id  # composite key
+        - schema: public
+          name: order_lines
+          primary_key: [order_id, line_no]
+""",
+}
+ADDED = {  # the entry add_table_text appends in each layout
+    "indentless": "  - schema: public\n    name: customers\n    primary_key: customer_no\n",
+    "crlf": "  - schema: public\r\n    name: customers\r\n    primary_key: customer_no\r\n",
+    "four-spaces": ("        - schema: public\n          name: customers\n"
+                    "          primary_key: customer_no\n"),
+}
+
+
 def test_unchanged_round_trip_is_byte_identical(tmp_path: Path) -> None:
-    for path in (REPO_ROOT / "services").glob("*.yaml"):
-        text = path.read_text()
-        yaml, data = manage._load(text)
-        assert manage._dump(yaml, data) == text
+    texts = [p.read_text() for p in (REPO_ROOT / "services").glob("*.yaml")]
+    for text in [*texts, *LAYOUTS.values()]:
+        assert manage._load(text).dump() == text
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_edits_keep_the_file_layout(layout: str) -> None:
+    text = LAYOUTS[layout]
+    table = manage.NewTable("public", "customers", ("customer_no",))
+    added = manage.add_table_text(text, "orders.yaml", table)
+    assert added == text + ADDED[layout]
+    removed = manage.remove_table_text(added, "orders.yaml", "customers", None)
+    assert removed == text
 
 
 def test_schema_validation_before_writing(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -217,4 +269,14 @@ def test_a_yml_service_file_is_edited_in_place(repo: Path,
                 "shipments") == 2
     assert "services/orders.yml already exists" in capsys.readouterr().err
     assert not yaml_path.exists()
+    assert main(["validate", "--root", str(repo)]) == 0
+
+
+def test_a_crlf_file_stays_crlf(repo: Path) -> None:
+    path = repo / "services" / "orders.yaml"
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    assert _run(repo, "--service", "orders", "--add-table", "customers") == 0
+    data = path.read_bytes()
+    assert b"name: customers\r\n" in data
+    assert b"\n" not in data.replace(b"\r\n", b"")
     assert main(["validate", "--root", str(repo)]) == 0

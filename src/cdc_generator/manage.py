@@ -202,23 +202,44 @@ def _indentation(text: str) -> tuple[int, int, int]:
         if not dash and not next_dash and next_col > col:
             mapping = next_col - col
             break
-    for col, dash in keys:
-        parent = [c for c, d in keys if c < col and not d]
-        if dash and parent:
-            offset = col - max(parent)
+    for i, (col, dash) in enumerate(keys):
+        # a list's key is the nearest key line above it at its column or left of it
+        # (`tables:` may put its `- ` items at its own column: an indentless list)
+        parent = next((c for c, d in reversed(keys[:i]) if c <= col and not d), None)
+        if dash and parent is not None:
+            offset = col - parent
             break
     return mapping, offset + 2, offset
 
 
-def _load(text: str) -> tuple[Any, Any]:
-    yaml = _yaml(text)
-    return yaml, yaml.load(text)
+@dataclass
+class _Doc:
+    """A service file loaded for an edit, with what ruamel would not give back by
+    itself: the lines up to a `---` opening the document (comments above it are
+    dropped otherwise), and CRLF line ends."""
+
+    yaml: Any
+    data: Any
+    head: str
+    crlf: bool
+
+    def dump(self) -> str:
+        out = io.StringIO()
+        self.yaml.dump(self.data, out)
+        text = self.head + out.getvalue()
+        return text.replace("\r\n", "\n").replace("\n", "\r\n") if self.crlf else text
 
 
-def _dump(yaml: Any, data: Any) -> str:
-    out = io.StringIO()
-    yaml.dump(data, out)
-    return out.getvalue()
+# comments and blank lines, then a `---` line: kept as they are
+_DOCUMENT_START = re.compile(r"\A(?:[ \t]*(?:#[^\n]*)?\r?\n)*---[ \t]*\r?\n")
+
+
+def _load(text: str) -> _Doc:
+    found = _DOCUMENT_START.match(text)
+    head = found.group(0) if found else ""
+    body = text[len(head):]
+    yaml = _yaml(body)
+    return _Doc(yaml, yaml.load(body), head, "\r\n" in text)
 
 
 def _entry(table: NewTable) -> Any:
@@ -251,14 +272,14 @@ def refuse_tracked(service: Service, database: Database, name: str, schema_name:
 
 
 def add_table_text(text: str, shown: str, table: NewTable) -> str:
-    yaml, data = _load(text)
-    data["source"]["tables"].append(_entry(table))
-    return _checked(_dump(yaml, data), shown)
+    doc = _load(text)
+    doc.data["source"]["tables"].append(_entry(table))
+    return _checked(doc.dump(), shown)
 
 
 def remove_table_text(text: str, shown: str, name: str, schema_name: str | None) -> str:
-    yaml, data = _load(text)
-    tables = data["source"]["tables"]
+    doc = _load(text)
+    tables = doc.data["source"]["tables"]
     matches = [i for i, t in enumerate(tables) if t.get("name") == name
                and (schema_name is None or t.get("schema") == schema_name)]
     if not matches:
@@ -272,9 +293,9 @@ def remove_table_text(text: str, shown: str, name: str, schema_name: str | None)
         raise UsageError(f"{name!r} is the last table of {shown}; a service needs at least one "
                          "(delete the file to drop the service)")
     index = matches[0]
-    _keep_trailing_comment(data["source"], tables, index)
+    _keep_trailing_comment(doc.data["source"], tables, index)
     del tables[index]
-    return _checked(_dump(yaml, data), shown)
+    return _checked(doc.dump(), shown)
 
 
 def _keep_trailing_comment(parent: Any, tables: Any, index: int) -> None:
@@ -315,9 +336,9 @@ def new_service_text(name: str, server_group: str, table: NewTable) -> str:
     """A new service file with its first table (a service needs at least one)."""
     head = (f"{SCHEMA_COMMENT}\nservice: {name}\nserver_group: {server_group}\n\n"
             "source:\n  type: postgres\n  tables:\n    - name: first\n")
-    yaml, data = _load(head)
-    data["source"]["tables"][0] = _entry(table)
-    return _checked(_dump(yaml, data), f"{SERVICES_DIR}/{name}.yaml")
+    doc = _load(head)
+    doc.data["source"]["tables"][0] = _entry(table)
+    return _checked(doc.dump(), f"{SERVICES_DIR}/{name}.yaml")
 
 
 def _checked(text: str, shown: str) -> str:
@@ -330,6 +351,11 @@ def _checked(text: str, shown: str) -> str:
     if problems:
         raise ConfigError(problems)
     return text
+
+
+def read_text(path: Path) -> str:
+    """A service file's text with its line ends as they are (CRLF stays CRLF)."""
+    return path.read_bytes().decode("utf-8")
 
 
 def write_atomic(path: Path, text: str) -> None:

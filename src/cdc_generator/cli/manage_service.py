@@ -83,14 +83,14 @@ def _existing(args: argparse.Namespace) -> int:
     if args.inspect:
         return _inspect(args, service, group, database)
     if args.remove_table:
-        text = manage.remove_table_text(path.read_text(encoding="utf-8"), shown,
+        text = manage.remove_table_text(manage.read_text(path), shown,
                                         args.remove_table, args.schema)
         manage.write_atomic(path, text)
         sys.stderr.write(f"{shown}: removed {args.remove_table}; run `cdc-generator generate`\n")
         return common.EXIT_OK
     manage.refuse_tracked(service, database, args.add_table, args.schema, shown)
     table, notes = _new_table(args, group, database)
-    text = manage.add_table_text(path.read_text(encoding="utf-8"), shown, table)
+    text = manage.add_table_text(manage.read_text(path), shown, table)
     manage.write_atomic(path, text)
     _done(shown, f"added {table.name} (primary key {', '.join(table.primary_key)})", notes)
     return common.EXIT_OK
