@@ -80,3 +80,29 @@ def test_a_wrong_password_is_located_but_never_repeated(shape: str, fmt: str,
     assert "password" in out
     for part in value.strip('"[]{}').replace(":", " ").split():
         assert part not in out, f"{part!r} repeated in:\n{out}"
+
+
+def test_a_comment_only_file_is_empty_with_a_hint(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    root = copy_repo_config(tmp_path / "repo", with_generated=False)
+    (root / "services" / "directory.yaml").write_text("# nothing here yet\n\n# still nothing\n")
+    assert main(["validate", "--root", str(root), "--format", "text"]) == 1
+    err = capsys.readouterr().err
+    assert "services/directory.yaml:1:1: file is empty" in err
+    assert "hint: write the configuration mapping" in err
+
+
+@pytest.mark.parametrize("command", [["generate"], ["validate"]])
+def test_an_unknown_template_value_is_located(command: list[str], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = copy_repo_config(tmp_path / "repo", with_generated=False)
+    template = root / "templates" / "source-pipeline.yaml"
+    lines = template.read_text().splitlines(keepends=True)
+    number = next(i for i, line in enumerate(lines, 1) if "source.snapshot_mode" in line)
+    lines[number - 1] = lines[number - 1].replace("source.snapshot_mode", "source.snapshot_modes")
+    template.write_text("".join(lines))
+    assert main([*command, "--root", str(root), "--format", "text"]) == 1
+    err = capsys.readouterr().err
+    assert (f"templates/source-pipeline.yaml:{number}:1: template uses an unknown value: "
+            "'cdc_generator.plan.SourceSpec object' has no attribute 'snapshot_modes'") in err
+    assert not (root / "generated").exists()

@@ -120,11 +120,13 @@ class Renderer:
         self.template(SINK_TEMPLATE)
 
     def _render_one(self, name: str, pipeline: Pipeline, role: str, spec: object) -> str:
+        template = self.template(name)
         try:
-            return self.template(name).render(pipeline=pipeline, **{role: spec})
+            return template.render(pipeline=pipeline, **{role: spec})
         except jinja2.UndefinedError as exc:
             raise ConfigError([Problem(
-                f"{TEMPLATES_DIR}/{name}", message=f"template uses an unknown value: {exc.message}",
+                f"{TEMPLATES_DIR}/{name}", _template_line(exc, template.filename), 1,
+                message=f"template uses an unknown value: {exc.message}",
                 hint=f"the {role} template gets 'pipeline' and '{role}'")]) from None
 
     def _header(self, plan: Plan, pipeline: Pipeline, template_name: str) -> str:
@@ -137,6 +139,17 @@ class Renderer:
             "# `cdc-generator generate`.\n"
             f"# Inputs: {inputs}\n"
         )
+
+
+def _template_line(exc: BaseException, filename: str | None) -> int:
+    """The template line an error was raised at: Jinja2 puts frames with the
+    template's file name and line into the traceback; the innermost one counts."""
+    line, tb = 0, exc.__traceback__
+    while tb is not None:
+        if filename is not None and tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def _kustomization(plan: Plan, service_file: str, resources: list[str]) -> str:

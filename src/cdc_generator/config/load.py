@@ -69,11 +69,12 @@ def load_document(file: Path, shown_as: str) -> Document:
     return parse_document(text, shown_as)
 
 
+_EMPTY_HINT = "write the configuration mapping (see schemas/ for its keys), or delete the file"
+
+
 def parse_document(text: str, shown_as: str) -> Document:
     if not text.strip():
-        raise YamlLoadError(
-            Problem(shown_as, 1, 1, "", "file is empty", "write the configuration mapping")
-        )
+        raise YamlLoadError(Problem(shown_as, 1, 1, "", "file is empty", _EMPTY_HINT))
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -82,12 +83,14 @@ def parse_document(text: str, shown_as: str) -> Document:
         message = f"invalid YAML: {exc.problem or exc.context}"
         if exc.context and exc.context_mark and exc.problem_mark:
             message += f" ({exc.context} at line {exc.context_mark.line + 1})"
-        hint = "YAML indentation must use spaces, not tabs" if "\t" in _line(text, line) else ""
+        hint = ("YAML indentation must use spaces, not tabs" if "\t" in _line(text, line)
+                else "look at that line and the one above: indentation, a missing ':' "
+                "or an unclosed quote or bracket")
         raise YamlLoadError(Problem(shown_as, line, col, "", message, hint)) from None
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
         raise YamlLoadError(Problem(shown_as, message=f"invalid YAML: {exc}")) from None
-    if node is None:
-        raise YamlLoadError(Problem(shown_as, 1, 1, "", "file is empty"))
+    if node is None:  # comments only
+        raise YamlLoadError(Problem(shown_as, 1, 1, "", "file is empty", _EMPTY_HINT))
     doc = Document(shown_as, None)
     duplicates: list[Problem] = []
     doc.data = _build(node, (), doc, duplicates)
