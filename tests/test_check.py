@@ -114,3 +114,9 @@ def test_scoped_generate_leaves_the_rest_alone(
 def test_unknown_service_is_a_usage_error(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "--root", str(repo), "--service", "directori"]) == 2
     assert "unknown service 'directori'; did you mean directory?" in capsys.readouterr().err
+
+
+def test_no_diff_without_check_is_a_usage_error(repo: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "--root", str(repo), "--no-diff"]) == 2
+    assert "--no-diff applies to --check only" in capsys.readouterr().err

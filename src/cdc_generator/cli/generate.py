@@ -30,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
     fmt = common.chosen_format(args)
 
     def body() -> int:
+        from cdc_generator.errors import UsageError
+
+        if args.no_diff and not args.check:
+            raise UsageError("--no-diff applies to --check only (generate prints no diff)")
         started = time.perf_counter()
         if args.check:
             result = generate.check(args.root, selection, with_diff=not args.no_diff,

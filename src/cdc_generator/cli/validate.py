@@ -14,8 +14,10 @@ HELP = ("check server-groups.yaml, services/ and templates without writing anyth
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connect-url", metavar="URL",
                         help="Kafka Connect REST URL: validate every generated connector there")
-    parser.add_argument("--environment", help="with --connect-url: only this environment")
-    parser.add_argument("--service", help="with --connect-url: only this service")
+    parser.add_argument("--environment", help="only this environment's pipelines "
+                        "(the whole config is still loaded and checked)")
+    parser.add_argument("--service", help="only this service's pipelines "
+                        "(the whole config is still loaded and checked)")
     common.add_format(parser)
 
 
