@@ -57,6 +57,8 @@ WRONG_PASSWORDS = {
     "mapping": "{s3cr3t-key-Zq9: s3cr3t-value-Zq9}",
     "literal": "s3cr3t-Zq9",  # a string: refused by the placeholder check, not the schema
     "empty": "\"\"",  # nothing to repeat; still located, not a crash
+    "tag": "!s3cr3t-tag-Zq9 s3cr3t-rest-Zq9",  # a YAML tag: unreadable, not a crash
+    "binary": "!!binary czNjcjN0LWJpbi1acTk=",  # bytes, named by kind only
 }
 
 
@@ -75,7 +77,7 @@ def test_a_wrong_password_is_located_but_never_repeated(shape: str, fmt: str,
     out = result.stderr + result.stdout
     assert result.returncode == 1, out
     assert "server-groups.yaml" in out
-    assert {"text": "server-groups.yaml:43:7:", "github": "line=43",
+    assert {"text": "server-groups.yaml:43:", "github": "line=43",
             "json": '"line": 43'}[fmt] in out
     assert "password" in out
     for part in value.strip('"[]{}').replace(":", " ").split():

@@ -112,6 +112,8 @@ def test_unreachable_server_is_a_clean_error() -> None:
     "host=h password='s3cr%ZZet",  # unterminated quote
     "host=h password=s3cr%ZZet nonsense",
     "host=h PASSWORD = s3cr%ZZet port",
+    "postgresql://u:my s3cr%ZZet@h/db",  # a space in the password
+    "postgresql://u@h/db?pass%77ord=s3cr%ZZet",  # the key percent-encoded
 ])
 def test_an_unparsable_dsn_never_shows_its_password(dsn: str) -> None:
     with pytest.raises(UsageError) as info:

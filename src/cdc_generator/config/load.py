@@ -92,10 +92,10 @@ def parse_document(text: str, shown_as: str) -> Document:
     if node is None:  # comments only
         raise YamlLoadError(Problem(shown_as, 1, 1, "", "file is empty", _EMPTY_HINT))
     doc = Document(shown_as, None)
-    duplicates: list[Problem] = []
-    doc.data = _build(node, (), doc, duplicates)
-    if duplicates:
-        raise YamlLoadError(duplicates[0])
+    problems: list[Problem] = []
+    doc.data = _build(node, (), doc, problems)
+    if problems:
+        raise YamlLoadError(problems[0])
     return doc
 
 
@@ -104,34 +104,44 @@ def _line(text: str, line: int) -> str:
     return lines[line - 1] if 0 < line <= len(lines) else ""
 
 
-def _build(node: yaml.Node, path: KeyPath, doc: Document, dups: list[Problem]) -> Any:
+def _build(node: yaml.Node, path: KeyPath, doc: Document, problems: list[Problem]) -> Any:
     doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            key = (_scalar(key_node, path, doc, problems) if isinstance(key_node, yaml.ScalarNode)
+                   else None)
             if not isinstance(key, str | int | float | bool) or key is None:
                 line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                dups.append(Problem(doc.path, line, col, format_key_path(path),
+                problems.append(Problem(doc.path, line, col, format_key_path(path),
                                     "mapping keys must be plain strings"))
                 continue
             key = str(key) if not isinstance(key, str) else key
             if key in out:
                 line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                dups.append(Problem(doc.path, line, col, format_key_path((*path, key)),
+                problems.append(Problem(doc.path, line, col, format_key_path((*path, key)),
                                     f"duplicate key {key!r}", "remove one of the two entries"))
             child = (*path, key)
-            out[key] = _build(value_node, child, doc, dups)
+            out[key] = _build(value_node, child, doc, problems)
             # a key's own position is more useful than its value's for messages
             doc.marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), doc, dups) for i, item in enumerate(node.value)]
-    return _scalar(node)
+        return [_build(item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
+    return _scalar(node, path, doc, problems)
 
 
 _SCALAR_LOADER = _Loader("")
 
 
-def _scalar(node: yaml.Node) -> Any:
-    return _SCALAR_LOADER.construct_object(node, deep=True)
+def _scalar(node: yaml.Node, path: KeyPath, doc: Document, problems: list[Problem]) -> Any:
+    try:
+        return _SCALAR_LOADER.construct_object(node, deep=True)
+    except Exception:  # any constructor's complaint about the user's text
+        # e.g. `password: !x...` (a tag nobody defined) or `!!int abc`; the library's
+        # own message would quote the value, which may be a secret
+        problems.append(Problem(
+            doc.path, node.start_mark.line + 1, node.start_mark.column + 1,
+            format_key_path(path), "this value cannot be read as written "
+            "(a leading '!' makes it a YAML tag)", "put the value in quotes"))
+        return None

@@ -154,7 +154,8 @@ def _describe(value: Any) -> str:
     if isinstance(value, _Withheld):
         kind = _describe(value.value) if isinstance(value.value, dict | list | None) else (
             "true or false" if isinstance(value.value, bool)
-            else "a number" if isinstance(value.value, int | float) else "a string")
+            else "a number" if isinstance(value.value, int | float)
+            else "a string" if isinstance(value.value, str) else "a value")
         return f"{kind} (value not shown: it is a secret)"
     if value is None:
         return "nothing (null)"

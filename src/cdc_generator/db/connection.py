@@ -31,10 +31,6 @@ _PASSWORD_PATTERNS = (
 )
 
 
-# a password in a DSN as typed: `password=` (key=value or URI query), or URI userinfo
-_DSN_PASSWORD = re.compile(r"password\s*=|://[^@/\s]*:[^@\s]*@", re.IGNORECASE)
-
-
 class DatabaseError(CdcError):
     """The source database could not be reached or answered with an error."""
 
@@ -69,8 +65,11 @@ def redact(text: str, *secrets: str) -> str:
 
 
 def _has_password(dsn: str) -> bool:
-    """Whether a DSN, parsable or not, carries a password anywhere."""
-    return bool(_DSN_PASSWORD.search(dsn))
+    """Whether a DSN, parsable or not, may carry a password: any userinfo (`@`), or
+    `password` anywhere, percent-encoded or not. Wrong only towards caution."""
+    from urllib.parse import unquote
+
+    return "@" in dsn or "password" in unquote(dsn).lower()
 
 
 def resolve(setting: Setting, environ: Mapping[str, str] | None = None) -> str:
