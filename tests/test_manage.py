@@ -156,6 +156,8 @@ source:
 LAYOUTS = {
     "indentless": INDENTLESS,
     "crlf": INDENTLESS.replace("\n", "\r\n"),
+    "bom, --- with a comment, ...": "\ufeff--- # orders\n" + INDENTLESS.split("---\n", 1)[1]
+                                    + "...\n# the end\n",
     "four-spaces": """\
 service: orders
 server_group: shop
@@ -189,7 +191,11 @@ def test_edits_keep_the_file_layout(layout: str) -> None:
     text = LAYOUTS[layout]
     table = manage.NewTable("public", "customers", ("customer_no",))
     added = manage.add_table_text(text, "orders.yaml", table)
-    assert added == text + ADDED[layout]
+    if "..." in layout:  # the entry goes before the closing `...`
+        body, end = text.split("...\n")
+        assert added == body + ADDED["indentless"] + "...\n" + end
+    else:
+        assert added == text + ADDED[layout]
     removed = manage.remove_table_text(added, "orders.yaml", "customers", None)
     assert removed == text
 
@@ -246,7 +252,13 @@ def test_a_table_is_tracked_with_or_without_its_schema(repo: Path,
     assert "- name: orders  # the main table" in _service(repo)
     assert _run(repo, "--service", "orders", "--add-table", "orders", "--schema", "public",
                 "--offline", "--primary-key", "region") == 2
-    assert "already tracks table 'public.orders'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already tracks table 'public.orders'; to change its key or filter, first run " \
+        "manage-service --remove-table orders (its entry has no schema)" in err
+    # ... and removing it with --schema says why that cannot work
+    assert _run(repo, "--service", "orders", "--remove-table", "orders",
+                "--schema", "public") == 2
+    assert "through an entry without a schema" in capsys.readouterr().err
     # written by hand, validate finds it
     path.write_text(_service(repo) + "    - schema: public\n      name: orders\n"
                     "      primary_key: region\n")

@@ -215,31 +215,42 @@ def _indentation(text: str) -> tuple[int, int, int]:
 @dataclass
 class _Doc:
     """A service file loaded for an edit, with what ruamel would not give back by
-    itself: the lines up to a `---` opening the document (comments above it are
-    dropped otherwise), and CRLF line ends."""
+    itself, kept verbatim: a byte-order mark and the lines up to a `---` opening
+    the document (comments above it would be dropped), a `...` closing it; and
+    CRLF line ends when every line has one."""
 
     yaml: Any
     data: Any
     head: str
+    tail: str
     crlf: bool
 
     def dump(self) -> str:
         out = io.StringIO()
         self.yaml.dump(self.data, out)
-        text = self.head + out.getvalue()
-        return text.replace("\r\n", "\n").replace("\n", "\r\n") if self.crlf else text
+        body = out.getvalue()
+        if self.crlf:
+            body = body.replace("\r\n", "\n").replace("\n", "\r\n")
+        return self.head + body + self.tail
 
 
-# comments and blank lines, then a `---` line: kept as they are
-_DOCUMENT_START = re.compile(r"\A(?:[ \t]*(?:#[^\n]*)?\r?\n)*---[ \t]*\r?\n")
+_COMMENT_LINE = r"[ \t]*(?:#[^\n]*)?\r?\n"
+# a BOM, comments and blank lines, then `---` (maybe with a comment)
+_DOCUMENT_START = re.compile(rf"\A\ufeff?(?:(?:{_COMMENT_LINE})*---(?:[ \t]+#[^\n]*)?[ \t]*\r?\n)?")
+# `...`, then only comments and blank lines
+_DOCUMENT_END = re.compile(rf"(?m)^\.\.\.[ \t]*(?:#[^\n]*)?(?:\r?\n(?:{_COMMENT_LINE})*"
+                           rf"[ \t]*(?:#[^\n]*)?)?\Z")
 
 
 def _load(text: str) -> _Doc:
     found = _DOCUMENT_START.match(text)
     head = found.group(0) if found else ""
-    body = text[len(head):]
+    end = _DOCUMENT_END.search(text, len(head))
+    tail = end.group(0) if end else ""
+    body = text[len(head):len(text) - len(tail)]
     yaml = _yaml(body)
-    return _Doc(yaml, yaml.load(body), head, "\r\n" in text)
+    crlf = "\r\n" in text and text.count("\r\n") == text.count("\n")
+    return _Doc(yaml, yaml.load(body), head, tail, crlf)
 
 
 def _entry(table: NewTable) -> Any:
@@ -266,12 +277,18 @@ def refuse_tracked(service: Service, database: Database, name: str, schema_name:
     """A new entry for `name` must not capture a schema.table an entry already does
     (an entry without a schema covers every schema of the database)."""
     for schema_ in lookup_schemas(database, schema_name):
-        if tracks(service, database, schema_, name):
-            raise UsageError(f"{shown} already tracks table '{schema_}.{name}' "
-                             "(--remove-table it first to change its key or filter)")
+        entry = next((t for t in service.tables
+                      if t.name == name and schema_ in t.schemas_in(database)), None)
+        if entry is not None:
+            remove = f"--remove-table {name}" + (f" --schema {entry.schema}" if entry.schema
+                                                  else " (its entry has no schema)")
+            raise UsageError(f"{shown} already tracks table '{schema_}.{name}'; to change its "
+                             f"key or filter, first run manage-service {remove}")
 
 
 def add_table_text(text: str, shown: str, table: NewTable) -> str:
+    """`text` with `table` appended; the caller has checked with `refuse_tracked`
+    that no entry captures it already (that needs the database, which text lacks)."""
     doc = _load(text)
     doc.data["source"]["tables"].append(_entry(table))
     return _checked(doc.dump(), shown)
@@ -283,6 +300,10 @@ def remove_table_text(text: str, shown: str, name: str, schema_name: str | None)
     matches = [i for i, t in enumerate(tables) if t.get("name") == name
                and (schema_name is None or t.get("schema") == schema_name)]
     if not matches:
+        if any(t.get("name") == name and t.get("schema") is None for t in tables):
+            raise UsageError(f"{shown} captures {name!r} through an entry without a schema, "
+                             f"which covers every schema of the database: remove it without "
+                             f"--schema (that stops capturing it from all of them)")
         known = sorted({str(t.get("name")) for t in tables})
         raise UsageError(f"{shown} does not track table {name!r}; {suggest(name, known)}")
     if len(matches) > 1:
