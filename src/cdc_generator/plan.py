@@ -8,7 +8,7 @@ lay out values they are given.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -178,7 +178,7 @@ def build_plan(config: Config, *, service: str | None = None,
 
 
 def _databases_of(group: ServerGroup, service: Service) -> list[Database]:
-    dbs = [db for db in group.databases if group.service_of(db) == service.name]
+    dbs = group.databases_of(service.name)
     return dbs[:1] if group.type is GroupType.DB_SHARED else dbs
 
 
@@ -269,32 +269,35 @@ def _filter(table: Table, customer: str | None, filters: rowfilter.TenantFilters
     return filters.canonical(table.filter, customer)
 
 
+# Every name two connectors of one environment must not share, by kind: the one
+# list both the quick test and the search for the colliding pair read.
+_CLAIMS: tuple[tuple[str, Callable[[Pipeline], Iterable[str]]], ...] = (
+    ("replication slot", lambda p: (p.source.slot_name,)),
+    ("topic prefix", lambda p: (p.source.topic_prefix,)),
+    ("connector name", lambda p: (f"{p.namespace}/{p.source.name}",)),
+    ("topic", lambda p: p.sink.topics),  # = p.source.topics, sorted
+)
+
+
 def _collisions(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
     """Two connectors sharing a slot, topic prefix, topic or name lose data silently."""
     if not _any_shared(pipelines):
         return
     origins = {s.name: s.origin for s in config.services}
     seen: dict[tuple[str, str, str], Pipeline] = {}
-    claim = seen.setdefault  # one dict operation per name: this runs for every topic
     for p in pipelines:
-        env = p.environment
-        keys = [
-            (env, "replication slot", p.source.slot_name),
-            (env, "topic prefix", p.source.topic_prefix),
-            (env, "connector name", f"{p.namespace}/{p.source.name}"),
-            *[(env, "topic", t) for t in p.sink.topics],  # = p.source.topics, sorted
-        ]
-        for key in keys:
-            other = claim(key, p)
-            if other is not p:
-                _env, kind, value = key
-                yield _origin(origins, p).problem(
-                    f"{kind} {value!r} of {_who(p)} collides with {_who(other)} "
-                    f"in environment {env!r}",
-                    "two connectors must never share a slot, topic prefix or topic: "
-                    "rename a service or customer",
-                )
-                seen[key] = p
+        for kind, values in _CLAIMS:
+            for value in values(p):
+                key = (p.environment, kind, value)
+                other = seen.setdefault(key, p)
+                if other is not p:
+                    yield _origin(origins, p).problem(
+                        f"{kind} {value!r} of {_who(p)} collides with {_who(other)} "
+                        f"in environment {p.environment!r}",
+                        "two connectors must never share a slot, topic prefix or topic: "
+                        "rename a service or customer",
+                    )
+                    seen[key] = p
 
 
 def _any_shared(pipelines: list[Pipeline]) -> bool:
@@ -304,13 +307,9 @@ def _any_shared(pipelines: list[Pipeline]) -> bool:
     for p in pipelines:
         by_env[p.environment].append(p)
     for ps in by_env.values():
-        for values in (
-            [p.source.slot_name for p in ps],
-            [p.source.topic_prefix for p in ps],
-            [f"{p.namespace}/{p.source.name}" for p in ps],
-            [t for p in ps for t in p.sink.topics],
-        ):
-            if len(set(values)) != len(values):
+        for _kind, values in _CLAIMS:
+            names_ = [v for p in ps for v in values(p)]
+            if len(set(names_)) != len(names_):
                 return True
     return False
 

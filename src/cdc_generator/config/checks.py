@@ -165,7 +165,7 @@ def _services(config: Config) -> Iterator[Problem]:
                 _suggest(service.server_group, group_names),
             )
             continue
-        if not any(group.service_of(db) == service.name for db in group.databases):
+        if not group.databases_of(service.name):
             yield service.origin.problem(
                 f"server group {group.name!r} has no database for service {service.name!r}",
                 f"add a database with 'service: {service.name}' to the group",
@@ -174,7 +174,7 @@ def _services(config: Config) -> Iterator[Problem]:
 
 
 def _tables(service: Service, group: ServerGroup) -> Iterator[Problem]:
-    dbs = [db for db in group.databases if group.service_of(db) == service.name]
+    dbs = group.databases_of(service.name)
     listed = {s for db in dbs for s in db.schemas}
     by_name: dict[str, set[str | None]] = defaultdict(set)
     yield from _captured_twice(service, dbs)

@@ -120,6 +120,10 @@ class ServerGroup:
     def service_of(self, database: Database) -> str | None:
         return database.service or self.service
 
+    def databases_of(self, service: str) -> list[Database]:
+        """The group's databases that belong to `service`."""
+        return [db for db in self.databases if self.service_of(db) == service]
+
 
 @dataclass(frozen=True)
 class Table:

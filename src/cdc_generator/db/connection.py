@@ -87,7 +87,7 @@ def resolve(setting: Setting, environ: Mapping[str, str] | None = None) -> str:
 
 def pick_databases(group: ServerGroup, service: str, customer: str | None) -> list[Database]:
     """The service's databases; with `customer`, that tenant's only (error if unknown)."""
-    dbs = [db for db in group.databases if group.service_of(db) == service]
+    dbs = group.databases_of(service)
     if group.type is GroupType.DB_SHARED:
         if customer is not None:
             raise UsageError(f"--customer applies to db-per-tenant groups; {group.name!r} "
