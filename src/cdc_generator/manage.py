@@ -25,6 +25,7 @@ from cdc_generator.config.model import (
     Database,
     ServerGroup,
     Service,
+    Table,
     build_server_groups,
 )
 from cdc_generator.config.repo import GROUPS_FILE, SERVICE_SUFFIXES, SERVICES_DIR
@@ -65,24 +66,19 @@ def service_path(root: Path, name: str) -> Path:
                  if p.exists()), folder / f"{name}.yaml")
 
 
-def lookup_schemas(database: Database, schema_name: str | None) -> list[str]:
-    """Where a table (or an inspection) looks: the given schema, else the database's."""
-    if schema_name:
-        return [schema_name]
-    return list(database.schemas_or_default)
-
-
-def tracks(service: Service | None, database: Database, schema_name: str, table: str) -> bool:
-    """Whether `service` captures `schema_name`.`table` from `database`."""
+def tracked_by(service: Service | None, database: Database, schema_name: str,
+               table: str) -> Table | None:
+    """The entry of `service` that captures `schema_name`.`table` from `database`."""
     if service is None:
-        return False
-    return any(t.name == table and schema_name in t.schemas_in(database)
-               for t in service.tables)
+        return None
+    return next((t for t in service.tables
+                 if t.name == table and schema_name in t.schemas_in(database)), None)
 
 
 def inspection(service: Service | None, database: Database,
                tables: Sequence[TableInfo]) -> list[InspectedTable]:
-    return [InspectedTable(t, tracks(service, database, t.schema, t.name)) for t in tables]
+    return [InspectedTable(t, tracked_by(service, database, t.schema, t.name) is not None)
+            for t in tables]
 
 
 def inspection_text(rows: Sequence[InspectedTable], where: str) -> str:
@@ -276,9 +272,8 @@ def refuse_tracked(service: Service, database: Database, name: str, schema_name:
                    shown: str) -> None:
     """A new entry for `name` must not capture a schema.table an entry already does
     (an entry without a schema covers every schema of the database)."""
-    for schema_ in lookup_schemas(database, schema_name):
-        entry = next((t for t in service.tables
-                      if t.name == name and schema_ in t.schemas_in(database)), None)
+    for schema_ in database.schemas_for(schema_name):
+        entry = tracked_by(service, database, schema_, name)
         if entry is not None:
             remove = f"--remove-table {name}" + (f" --schema {entry.schema}" if entry.schema
                                                   else " (its entry has no schema)")

@@ -157,7 +157,7 @@ def _new_table(args: argparse.Namespace, group: ServerGroup,
         if not primary_key:
             raise UsageError("--offline needs --primary-key (it cannot read the table)")
         return manage.NewTable(entry_schema, args.add_table, primary_key, args.filter), []
-    schemas = manage.lookup_schemas(database, args.schema)
+    schemas = database.schemas_for(args.schema)
     target = _target(args, group, database)
     with connect(target) as conn:
         found = inspect_tables(conn, schemas)
@@ -173,7 +173,7 @@ def _inspect(args: argparse.Namespace, service: Service, group: ServerGroup,
     from cdc_generator.db.inspect import inspect_tables
 
     target = _target(args, group, database)
-    schemas = manage.lookup_schemas(database, args.schema)
+    schemas = database.schemas_for(args.schema)
     with connect(target) as conn:
         rows = manage.inspection(service, database, inspect_tables(conn, schemas))
     if args.format == "json":

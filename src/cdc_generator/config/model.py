@@ -105,6 +105,10 @@ class Database:
         """Where a table without a schema lives: the listed schemas, else `public`."""
         return self.schemas or (DEFAULT_SCHEMA,)
 
+    def schemas_for(self, schema: str | None) -> tuple[str, ...]:
+        """Where a table named with `schema` (None: none named) is looked for."""
+        return (schema,) if schema else self.schemas_or_default
+
 
 @dataclass(frozen=True)
 class ServerGroup:
@@ -135,7 +139,7 @@ class Table:
 
     def schemas_in(self, database: Database) -> tuple[str, ...]:
         """The schemas this entry captures from in `database`."""
-        return (self.schema,) if self.schema else database.schemas_or_default
+        return database.schemas_for(self.schema)
 
 
 @dataclass(frozen=True)
