@@ -76,10 +76,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def e2e(session: nox.Session) -> None:
-    """Generated connectors in a real Kafka Connect worker (Debezium) against a real
-    PostgreSQL and a Kafka-API broker, all started here on 127.0.0.1."""
+    """Generated sources and sinks on the real engine: a 3-node Apache Kafka cluster
+    (KRaft), a Kafka Connect worker with the deployed Debezium plugins, and a source and a
+    sink PostgreSQL, all started here on 127.0.0.1 and reconciled row by row."""
     install(session)
-    session.run("python", "scripts/e2e_deps.py")  # broker binary + Connect/Debezium jars
+    # Kafka, Connect and the Debezium plugins from Maven Central (mvn, checksums checked)
+    session.run("python", "scripts/e2e_deps.py")
     session.run("pytest", "-m", "e2e", "tests/e2e", *session.posargs)
 
 

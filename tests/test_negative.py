@@ -71,14 +71,15 @@ def test_a_wrong_password_is_located_but_never_repeated(shape: str, fmt: str,
     text = groups.read_text()
     line = "      password: ${POSTGRES_ADOPUS_PASSWORD}"
     assert line in text
+    number = text.splitlines().index(line) + 1
     value = WRONG_PASSWORDS[shape]
     groups.write_text(text.replace(line, f"      password: {value}"))
     result = run_cli("validate", "--root", str(root), "--format", fmt)
     out = result.stderr + result.stdout
     assert result.returncode == 1, out
     assert "server-groups.yaml" in out
-    assert {"text": "server-groups.yaml:43:", "github": "line=43",
-            "json": '"line": 43'}[fmt] in out
+    assert {"text": f"server-groups.yaml:{number}:", "github": f"line={number}",
+            "json": f'"line": {number}'}[fmt] in out
     assert "password" in out
     for part in value.strip('"[]{}').replace(":", " ").split():
         assert part not in out, f"{part!r} repeated in:\n{out}"

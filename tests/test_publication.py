@@ -20,7 +20,8 @@ def _repo_plan(environment: str = "nonprod") -> Plan:
 
 def _sql_files(plan: Plan) -> dict[str, str]:
     """The publication SQL among everything `generate` renders for `plan`."""
-    return {f.path: f.text for f in Renderer(REPO_ROOT).render(plan) if f.path.startswith("sql/")}
+    return {f.path: f.text for f in Renderer(REPO_ROOT).render(plan)
+            if f.path.startswith("sql/") and f.path.rsplit("/", 1)[1].startswith("publication")}
 
 
 def test_one_file_per_tenant_database_with_filtered_tables() -> None:

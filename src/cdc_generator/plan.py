@@ -23,10 +23,13 @@ from cdc_generator.config.model import (
     ServerGroup,
     Service,
     Table,
+    TopicSettings,
 )
 from cdc_generator.errors import ConfigError, Problem
 
 ROUTER_KEY_FIELD = "__dbz__physicalTableIdentifier"
+#: Debezium's topic.heartbeat.prefix (default): heartbeats go to <it>.<topic.prefix>
+HEARTBEAT_TOPIC_PREFIX = "__debezium-heartbeat"
 
 # Pure name functions called for every table of every pipeline: memoised, as
 # thousands of tenants repeat the same few table names.
@@ -78,7 +81,9 @@ class SourceSpec:
     key_uniqueness: bool  # several schemas feed one topic: the key carries the schema
     key_field_name: str
     heartbeat_interval_ms: int
+    heartbeat_topic_regex: str  # the topic Debezium's heartbeats go to
     snapshot_mode: str
+    topic_settings: TopicSettings
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,8 @@ class _TableSet:
 @dataclass(frozen=True)
 class SinkSpec:
     name: str
+    database: str  # the sink database, as configured (may be a ${env:VAR} reference)
+    target_schemas: tuple[str, ...]  # the schemas it writes into, sorted
     connection_url: str
     user: str
     password: str
@@ -230,12 +237,18 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         key_uniqueness=key_uniqueness,
         key_field_name=ROUTER_KEY_FIELD,
         heartbeat_interval_ms=env.heartbeat_interval_ms,
+        heartbeat_topic_regex=f"{_regex_literal(HEARTBEAT_TOPIC_PREFIX)}\\.{escaped}",
         snapshot_mode=env.snapshot_mode,
+        topic_settings=env.topics,
     )
     sink_db = env.sink.database.value if env.sink.database else _sql_ident(service.name)
     target_schema = _sql_ident(customer) if customer is not None else "${source.schema}"
+    target_schemas = ((target_schema,) if customer is not None
+                      else tuple(sorted({t.schema for t in tables.tables})))
     sink = SinkSpec(
         name=f"sink-{base}",
+        database=_connect_ref(sink_db),
+        target_schemas=target_schemas,
         connection_url=(
             f"jdbc:postgresql://{_connect_ref(env.sink.host.value)}:"
             f"{_connect_ref(env.sink.port.value)}/{_connect_ref(sink_db)}"

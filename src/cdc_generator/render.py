@@ -12,7 +12,7 @@ from typing import Any
 
 import jinja2
 
-from cdc_generator import names, publication
+from cdc_generator import names, publication, sink_sql
 from cdc_generator.errors import ConfigError, Problem
 from cdc_generator.plan import Pipeline, Plan
 
@@ -105,14 +105,16 @@ class Renderer:
                 yield RenderedFile(sql.path, sql.text)
 
     def plan_files(self, plan: Plan) -> Iterator[RenderedFile]:
-        """The files that list many pipelines: kustomizations."""
-        by_dir: dict[tuple[str, str], list[str]] = defaultdict(list)
+        """The files that list many pipelines: kustomizations, sink schemas."""
+        by_dir: dict[tuple[str, str], list[Pipeline]] = defaultdict(list)
         for pipeline in plan.pipelines:
-            for spec in (pipeline.source, pipeline.sink):
-                by_dir[pipeline.directory, pipeline.service_file].append(f"{spec.name}.yaml")
-        for (directory, service_file), resources in by_dir.items():
+            by_dir[pipeline.directory, pipeline.service_file].append(pipeline)
+        for (directory, service_file), pipelines in by_dir.items():
+            resources = [f"{spec.name}.yaml" for p in pipelines for spec in (p.source, p.sink)]
             yield RenderedFile(f"{directory}/kustomization.yaml",
                                _kustomization(plan, service_file, resources))
+            sql = sink_sql.render(plan, pipelines)
+            yield RenderedFile(sql.path, sql.text)
 
     def load_templates(self) -> None:
         """Compile both templates now (before forking workers: once for all)."""

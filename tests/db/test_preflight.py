@@ -294,3 +294,20 @@ def test_configured_key_outside_replica_identity_fails(shop: Shop) -> None:
     rc, checks = shop.preflight()
     assert status(checks, "key_in_replica_identity") == set()
     assert status(checks, "replica_identity") == {"pass"}
+
+
+def test_numeric_without_precision_is_a_warning_with_its_fix(shop: Shop) -> None:
+    """The JDBC sink makes an unconstrained numeric a double precision column (the
+    e2e suite shows the rounding): warned, with the ALTER that gives it a scale."""
+    shop.sql("ALTER TABLE public.order_lines ADD COLUMN prices numeric[]")
+    rc, checks = shop.preflight()
+    assert rc == 0  # a warning: a target table created beforehand keeps it exact
+    warned = {c["subject"]: c for c in by_id(checks, "exact_numeric")}
+    assert sorted(warned) == ["public.order_lines", "public.orders"]
+    assert all(c["status"] == "warn" for c in warned.values())
+    assert "(total)" in warned["public.orders"]["message"]
+    assert "double precision" in warned["public.orders"]["message"]
+    for c in warned.values():
+        shop.sql("\n".join(line for line in c["fix"].splitlines() if not line.startswith("--")))
+    rc, checks = shop.preflight()
+    assert by_id(checks, "exact_numeric") == []

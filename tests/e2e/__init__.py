@@ -1,1 +1,2 @@
-"""End-to-end harness: Tansu broker + Kafka Connect worker (+ PostgreSQL) on loopback."""
+"""End-to-end harness: Apache Kafka (KRaft) + Kafka Connect with the deployed Debezium
+plugins, and a source and a sink PostgreSQL, all on loopback."""

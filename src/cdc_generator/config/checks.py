@@ -52,6 +52,12 @@ def _environments(config: Config) -> Iterator[Problem]:
                       "no environments defined", "remove 'environments:' or add one")
     for env in config.environments:
         yield from _password(env.sink.password, f"environment {env.name!r} sink")
+        topics = env.topics
+        if topics.min_insync_replicas > topics.replication_factor:
+            yield topics.origin.problem(
+                f"min_insync_replicas {topics.min_insync_replicas} is more than "
+                f"replication_factor {topics.replication_factor}: no write could ever succeed",
+                "lower min_insync_replicas, or raise replication_factor")
 
 
 def _groups(config: Config, root: Path) -> Iterator[Problem]:

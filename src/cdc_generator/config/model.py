@@ -69,6 +69,21 @@ class Sink:
 
 
 @dataclass(frozen=True)
+class TopicSettings:
+    """What the source connectors create their topics with (topic.creation.default.*)."""
+
+    replication_factor: int
+    min_insync_replicas: int
+    retention_ms: int  # -1: kept until deleted by hand
+    origin: Origin
+
+    @classmethod
+    def default_min_insync(cls, replication_factor: int) -> int:
+        """2 of 3 (or more) replicas, so one broker may be down; 1 below that."""
+        return 2 if replication_factor >= 3 else 1
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     namespace: str
@@ -76,6 +91,7 @@ class Environment:
     sink_tasks_max: int
     heartbeat_interval_ms: int
     snapshot_mode: str
+    topics: TopicSettings
     sink: Sink
     origin: Origin
 
@@ -195,6 +211,16 @@ def build_environments(doc: Document) -> tuple[Environment, ...]:
             user=_setting(doc, sink_raw, sink_path, "user", "${POSTGRES_USER}"),
             password=_setting(doc, sink_raw, sink_path, "password", "${POSTGRES_PASSWORD}"),
         )
+        topics_raw = raw.get("topics") or {}
+        replicas = int(topics_raw.get("replication_factor", 3))
+        topics = TopicSettings(
+            replication_factor=replicas,
+            min_insync_replicas=int(topics_raw.get(
+                "min_insync_replicas", TopicSettings.default_min_insync(replicas))),
+            retention_ms=int(topics_raw.get("retention_ms", -1)),
+            # where a check of the two counts points: the key that sets the minimum
+            origin=Origin.of(doc, _topics_key_path(path, topics_raw) if topics_raw else path),
+        )
         out.append(
             Environment(
                 name=name,
@@ -203,11 +229,19 @@ def build_environments(doc: Document) -> tuple[Environment, ...]:
                 sink_tasks_max=int(raw.get("sink_tasks_max", 1)),
                 heartbeat_interval_ms=int(raw.get("heartbeat_interval_ms", 10000)),
                 snapshot_mode=raw.get("snapshot_mode", "initial"),
+                topics=topics,
                 sink=sink,
                 origin=Origin.of(doc, path),
             )
         )
     return tuple(out)
+
+
+def _topics_key_path(env_path: KeyPath, raw: dict[str, Any]) -> KeyPath:
+    for key in ("min_insync_replicas", "replication_factor"):
+        if key in raw:
+            return (*env_path, "topics", key)
+    return (*env_path, "topics")
 
 
 def build_server_groups(doc: Document) -> tuple[ServerGroup, ...]:

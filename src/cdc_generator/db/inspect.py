@@ -33,7 +33,13 @@ SELECT n.nspname,
           FROM pg_index i
           CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-         WHERE i.indrelid = c.oid AND i.indisreplident)
+         WHERE i.indrelid = c.oid AND i.indisreplident),
+       coalesce((SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, NULL)]
+                                  ORDER BY a.attnum) FROM pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.atttypid IN ('numeric'::regtype, 'numeric[]'::regtype)
+                   AND a.atttypmod = -1),
+                '{}'::text[])
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p')
@@ -54,6 +60,8 @@ class TableInfo:
     replica_index_columns: tuple[str, ...]
     estimated_rows: int | None  # None: never analyzed
     can_select: bool
+    #: numeric columns without precision and scale: (column, "numeric" or "numeric[]")
+    unconstrained_numeric: tuple[tuple[str, str], ...] = ()
 
     @property
     def qualified(self) -> str:
@@ -92,6 +100,7 @@ def inspect_tables(conn: psycopg.Connection[Any], schemas: Sequence[str],
             replica_index_columns=tuple(ri or ()),
             estimated_rows=None if tuples is None or tuples < 0 else int(tuples),
             can_select=bool(select),
+            unconstrained_numeric=tuple((str(c), str(kind)) for c, kind in free or ()),
         )
-        for schema, name, ident, tuples, select, columns, pk, ri in rows
+        for schema, name, ident, tuples, select, columns, pk, ri, free in rows
     ]

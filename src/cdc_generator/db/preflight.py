@@ -285,6 +285,20 @@ def _table_checks(p: Pipeline, table: CapturedTable, info: TableInfo | None,
                          f"the table's ({', '.join(info.primary_key)})",
                          "-- the record key uses the configured columns: make sure they are "
                          "unique, or fix primary_key in the service file"))
+    if info.unconstrained_numeric:
+        columns = ", ".join(c for c, _kind in info.unconstrained_numeric)
+        out.append(check(
+            "exact_numeric", WARN,
+            f"{name} has numeric column(s) without precision ({columns}): the JDBC sink "
+            "would create them as double precision, rounding values past 15 significant "
+            "digits",
+            "\n".join(f"ALTER TABLE {qualified} ALTER COLUMN {ident(c)} TYPE "
+                      f"numeric(38, 10){'[]' if kind.endswith('[]') else ''};"
+                      for c, kind in info.unconstrained_numeric)
+            + "\n-- (choose the precision and scale the data needs), or create the target "
+              "table in the sink database\n-- before the sink starts, with these columns "
+              "as numeric: the sink then writes them exactly\n-- and adds the other "
+              "columns itself"))
     if table.filter:
         out.extend(_filter_checks(check, table, info, qualified))
     return out
