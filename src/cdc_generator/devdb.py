@@ -105,18 +105,27 @@ def seed_statements(db: SeedDatabase) -> Iterator[str]:
             # a row filter may only read replica-identity columns (see preflight)
             yield f"ALTER TABLE {qualified} REPLICA IDENTITY FULL"
         for n in range(1, SEED_ROWS + 1):
-            values = [_value(t, name, sql_type, n, db.customer) for name, sql_type in t.columns
-                      if not sql_type.startswith("timestamptz")]
-            names = [ident(name) for name, sql_type in t.columns
-                     if not sql_type.startswith("timestamptz")]
-            yield (f"INSERT INTO {qualified} ({', '.join(names)}) VALUES ({', '.join(values)}) "
-                   "ON CONFLICT DO NOTHING")
+            yield insert_statement(t, n, db.customer) + " ON CONFLICT DO NOTHING"
+
+
+def seed_values(table: SeedTable, n: int, customer: str | None) -> dict[str, str]:
+    """Column -> SQL literal of seed row `n` (odd rows belong to the tenant, even ones
+    are shared where a filter reads a column); defaulted columns left out."""
+    return {name: _value(table, name, sql_type, n, customer) for name, sql_type in table.columns
+            if not sql_type.startswith("timestamptz")}
+
+
+def insert_statement(table: SeedTable, n: int, customer: str | None) -> str:
+    """INSERT of seed row `n`."""
+    values = seed_values(table, n, customer)
+    return (f"INSERT INTO {ident(table.schema)}.{ident(table.name)} "
+            f"({', '.join(ident(name) for name in values)}) VALUES ({', '.join(values.values())})")
 
 
 def _value(table: SeedTable, column: str, sql_type: str, n: int, customer: str | None) -> str:
     if column in table.filter_columns:
         # the first row belongs to the tenant, the second is shared: a filter shows
-        return literal((customer or "tenant") if n == 1 else "shared")
+        return literal((customer or "tenant") if n % 2 else "shared")
     if sql_type == "bigint":
         return str(n)
     return literal(f"{column} {n}")

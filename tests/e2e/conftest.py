@@ -77,6 +77,8 @@ class Pipelines:
     expectations: list[Expectation]
     source_pg: localpg.LocalPostgres
     sink_pg: localpg.LocalPostgres
+    #: this repository's workload: phase name -> database -> SQL
+    repo_phases: dict[str, dict[str, str]]
 
     def lag(self) -> int:
         """Records the sinks have not consumed yet."""
@@ -88,10 +90,10 @@ class Pipelines:
 # --------------------------------------------------------------------------- repo output
 
 
-def repo_expectations() -> tuple[dict[str, str], list[Expectation]]:
+def repo_expectations() -> tuple[dict[str, str], list[Expectation], dict[str, dict[str, str]]]:
     """This repository's nonprod config: the DDL dev-db seeds each source database with,
     and the target table each captured table lands in (README, "What is generated"),
-    holding the rows its filter (with the tenant's id) lets through."""
+    holding the rows its filter (with the tenant's id) lets through; and the workload."""
     config = load_config(REPO_ROOT)
     seeds = devdb.seed_plan(config, ENVIRONMENT)
     ddl = {db.name: ";\n".join(devdb.seed_statements(db)) for db in seeds}
@@ -110,7 +112,7 @@ def repo_expectations() -> tuple[dict[str, str], list[Expectation]]:
                     out.append(Expectation(f"repo {service.name}", db.name_in(ENVIRONMENT),
                                            f"{schema}.{table.name}", service.name, target,
                                            table.primary_key, where))
-    return ddl, out
+    return ddl, out, scenarios.repo_phases(seeds)
 
 
 @contextlib.contextmanager
@@ -147,9 +149,10 @@ def generated_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pipelines(shared_stack: Stack, pg_server: localpg.LocalPostgres,
               sink_pg: localpg.LocalPostgres, generated_root: Path) -> Iterator[Pipelines]:
     """Every scenario's and this repository's generated pipelines, running."""
-    repo_ddl, repo_expect = repo_expectations()
+    repo_ddl, repo_expect, repo_phases = repo_expectations()
     sink_dbs = [*scenarios.SINK_DATABASES, *sorted({e.sink_db for e in repo_expect})]
     with running_pipelines(shared_stack, pg_server, sink_pg, roots=[REPO_ROOT, generated_root],
                            ddl={**scenarios.DDL, **repo_ddl}, sink_dbs=sink_dbs,
                            sink_ddl=scenarios.SINK_DDL) as running:
-        yield Pipelines(running, [*scenarios.expectations(), *repo_expect], pg_server, sink_pg)
+        yield Pipelines(running, [*scenarios.expectations(), *repo_expect], pg_server, sink_pg,
+                        repo_phases)

@@ -14,11 +14,12 @@ must equal its source again (tests/e2e/test_pipelines.py).
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdc_generator import cli, localpg
+from cdc_generator import cli, devdb, localpg
+from cdc_generator.publication import ident
 
 from .reconcile import Expectation
 
@@ -385,6 +386,29 @@ INSERT INTO public.order_lines VALUES (1, 1, 42);
 """),
     }),
 )
+
+
+def repo_phases(seeds: Iterable[devdb.SeedDatabase]) -> dict[str, dict[str, str]]:
+    """The workload of this repository's own pipelines, per phase name: on every table
+    dev-db seeded, new rows (one the tenant's, one a filter keeps out), a changed and a
+    deleted row; then every table truncated and written again."""
+    out: dict[str, dict[str, str]] = {"insert-update": {}, "delete-and-key-change": {},
+                                      "truncate": {}}
+    for db in seeds:
+        inserts, deletes, truncates = [], [], []
+        for table in db.tables:
+            qualified = f"{ident(table.schema)}.{ident(table.name)}"
+            row_1 = devdb.seed_values(table, 1, db.customer)
+            first = " AND ".join(f"{ident(c)} = {row_1[c]}" for c in table.primary_key)
+            inserts += [devdb.insert_statement(table, 3, db.customer),
+                        devdb.insert_statement(table, 4, db.customer),
+                        f"UPDATE {qualified} SET name = 'renamed' WHERE {first}"]
+            deletes.append(f"DELETE FROM {qualified} WHERE {first}")
+            truncates += [f"TRUNCATE {qualified}", devdb.insert_statement(table, 5, db.customer)]
+        out["insert-update"][db.name] = ";\n".join(inserts)
+        out["delete-and-key-change"][db.name] = ";\n".join(deletes)
+        out["truncate"][db.name] = ";\n".join(truncates)
+    return out
 
 
 def apply_phase(pg: localpg.LocalPostgres, phase: Phase) -> None:

@@ -92,10 +92,11 @@ CASES = {
     # writes Debezium's placeholder over them
     "toast": Case("toast", SOURCE, (
         "    post.processors: reselector",
-        "    reselector.type: io.debezium.processors.reselect.ReselectColumnsPostProcessor",
-        '    reselector.reselect.unavailable.values: "true"',
-        '    reselector.reselect.null.values: "false"',
-        '    reselector.reselect.use.event.key: "true"')),
+        "    post.processors.reselector.type: "
+        "io.debezium.processors.reselect.ReselectColumnsPostProcessor",
+        '    post.processors.reselector.reselect.unavailable.values: "true"',
+        '    post.processors.reselector.reselect.null.values: "false"',
+        '    post.processors.reselector.reselect.use.event.key: "true"')),
     # Debezium skips TRUNCATE by default (skipped.operations=t)
     "truncate-source": Case("truncate-source", SOURCE, ("    skipped.operations: none",)),
     # the JDBC sink ignores a TRUNCATE event by default (truncate.enabled=false)

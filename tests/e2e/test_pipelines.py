@@ -38,11 +38,15 @@ def _of(pipelines: Pipelines, scenario: str) -> list[Expectation]:
 
 
 def _phase(pipelines: Pipelines, name: str) -> None:
-    """Apply the workload phase `name` once (to every scenario's source databases)."""
+    """Apply the workload phase `name` once, to every scenario's source databases and,
+    where it has one, this repository's."""
     if name in _applied:
         return
     phase = next(p for p in scenarios.PHASES if p.name == name)
     scenarios.apply_phase(pipelines.source_pg, phase)
+    repo = pipelines.repo_phases.get(name)
+    if repo:
+        scenarios.apply_phase(pipelines.source_pg, scenarios.Phase(name, repo))
     _applied.add(name)
 
 
@@ -72,7 +76,7 @@ def test_target_keys_are_the_configured_keys(pipelines: Pipelines, scenario: str
         assert got == e.key, f"{e.label}: target primary key {got}, configured {e.key}"
 
 
-@pytest.mark.parametrize("scenario", scenarios.SCENARIOS)
+@pytest.mark.parametrize("scenario", ALL)
 @pytest.mark.parametrize("phase", [p.name for p in scenarios.PHASES])
 def test_phase(pipelines: Pipelines, phase: str, scenario: str) -> None:
     _phase(pipelines, phase)
