@@ -50,10 +50,13 @@ ENV = "nonprod"
 
 #: the keys the generator sets for speed (source and sink); `defaults` runs without
 TUNING = (
-    "poll.interval.ms", "max.batch.size", "max.queue.size", "snapshot.fetch.size",
+    "poll.interval.ms", "max.batch.size", "max.queue.size",
+    "producer.override.enable.idempotence",
+    "producer.override.max.in.flight.requests.per.connection",
     "producer.override.linger.ms", "producer.override.batch.size",
     "producer.override.compression.type",
-    "batch.size", "use.reduction.buffer", "consumer.override.max.poll.records",
+    "batch.size", "consumer.override.max.poll.records",
+    "consumer.override.max.partition.fetch.bytes",
 )
 
 SERVER = ('{type: postgres, host: "${CDC_E2E_PG_HOST}", port: "${CDC_E2E_PG_PORT}", '
@@ -122,6 +125,11 @@ def count(pg: localpg.LocalPostgres, db: str) -> int:
 
 def without_tuning(connectors: list[connect.GeneratedConnector]) -> list[
         connect.GeneratedConnector]:
+    """The connectors without :data:`TUNING` (each must be there: the list cannot rot)."""
+    present = {k for c in connectors for k in c.config}
+    missing = [k for k in TUNING if k not in present]
+    if missing:
+        raise SystemExit(f"bench: the generated connectors no longer set {missing}")
     out = []
     for c in connectors:
         config = {k: v for k, v in c.config.items() if k not in TUNING}
