@@ -33,8 +33,13 @@ def slot_name(service: str, customer: str | None, environment: str) -> str:
     two long names never truncate to the same slot.
     """
     parts = ["cdc", service] + ([customer] if customer else []) + [environment]
-    name = sql_ident(*parts)
-    if len(name) <= MAX_SLOT:
+    return bounded_identifier(sql_ident(*parts))
+
+
+def bounded_identifier(name: str) -> str:
+    """`name` if PostgreSQL keeps it whole (63 bytes), else a readable head and a hash of
+    the whole, so two long names never shorten to the same identifier."""
+    if len(name.encode()) <= MAX_SLOT:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
     return f"{name[: MAX_SLOT - len(digest) - 1]}_{digest}"

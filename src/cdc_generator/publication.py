@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from cdc_generator import names
+from cdc_generator import control, names
 from cdc_generator.plan import Pipeline, Plan, SourceSpec
 
 PUBLISH = "insert, update, delete, truncate"
@@ -78,12 +78,16 @@ def header(plan: Plan, pipeline: Pipeline) -> str:
 
 
 def table_list(source: SourceSpec) -> str:
+    """Every captured table (the filtered ones with WHERE), then the connector's
+    control tables (control.py)."""
     items = []
     for table in source.tables:
         item = f"{ident(table.schema)}.{ident(table.name)}"
         if table.filter:
             item += f" WHERE ({table.filter})"
         items.append(item)
+    ctl = control.Control.of(source.slot_name)
+    items += [f"{ident(control.SCHEMA)}.{ident(t)}" for t in ctl.tables]
     return ",\n      ".join(items)
 
 
