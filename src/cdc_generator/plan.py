@@ -295,7 +295,11 @@ _CLAIMS: tuple[tuple[str, Callable[[Pipeline], Iterable[str]]], ...] = (
     ("topic prefix", lambda p: (p.source.topic_prefix,)),
     ("connector name", lambda p: (f"{p.namespace}/{p.source.name}",)),
     ("topic", lambda p: p.sink.topics),  # = p.source.topics, sorted
-    # Kafka refuses a topic that equals another once '.' and '_' are the same
+)
+# Kafka refuses a topic that equals another once '.' and '_' are the same: the
+# topic names above, so told apart (_any_shared tests them in bulk)
+_ALIKE = frozenset({"topic prefix", "topic"})
+_KAFKA_CLAIMS: tuple[tuple[str, Callable[[Pipeline], Iterable[str]]], ...] = (
     (_KAFKA_ALIKE + "topic prefix", lambda p: (names.kafka_topic_key(p.source.topic_prefix),)),
     (_KAFKA_ALIKE + "topic", lambda p: tuple(names.kafka_topic_key(t) for t in p.sink.topics)),
 )
@@ -308,7 +312,7 @@ def _collisions(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
     origins = {s.name: s.origin for s in config.services}
     seen: dict[tuple[str, str, str], Pipeline] = {}
     for p in pipelines:
-        for kind, values in _CLAIMS:
+        for kind, values in (*_CLAIMS, *_KAFKA_CLAIMS):
             for value in values(p):
                 key = (p.environment, kind, value)
                 other = seen.setdefault(key, p)
@@ -342,9 +346,12 @@ def _any_shared(pipelines: list[Pipeline]) -> bool:
     for p in pipelines:
         by_env[p.environment].append(p)
     for ps in by_env.values():
-        for _kind, values in _CLAIMS:
+        for kind, values in _CLAIMS:
             names_ = [v for p in ps for v in values(p)]
-            if len(set(names_)) != len(names_):
+            unique = set(names_)
+            if len(unique) != len(names_):
+                return True
+            if kind in _ALIKE and len({n.replace(".", "_") for n in unique}) != len(unique):
                 return True
     return False
 

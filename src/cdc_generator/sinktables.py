@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import cache
 from typing import TYPE_CHECKING
 
 from cdc_generator import names
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # plan.py calls this module
     from cdc_generator.plan import Pipeline
 
 SinkDatabase = tuple[str, ...]  # (environment if the host is a placeholder, host, database)
+_sql_ident = cache(names.sql_ident)  # the same few service and customer names, many times
 
 
 def collisions(pipelines: list[Pipeline], config: Config) -> list[Problem]:
@@ -43,7 +45,7 @@ def _collisions(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
         if env is None:
             continue
         host = env.sink.host.value
-        database = env.sink.database.value if env.sink.database else names.sql_ident(p.service)
+        database = env.sink.database.value if env.sink.database else _sql_ident(p.service)
         where: SinkDatabase = ((p.environment,) if PLACEHOLDER.search(host) else ()) + (
             host, database)
         key = (id(p.source.tables), p.customer)
@@ -75,11 +77,11 @@ def _collisions(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
 
 def _targets(p: Pipeline) -> dict[str, frozenset[str]]:
     """Target schema -> table names (lower case) that `p` writes."""
+    if p.group_type is GroupType.DB_PER_TENANT and p.customer is not None:
+        return {_sql_ident(p.customer): frozenset(t.name.lower() for t in p.source.tables)}
     out: dict[str, set[str]] = defaultdict(set)
     for table in p.source.tables:
-        schema = (names.sql_ident(p.customer) if p.group_type is GroupType.DB_PER_TENANT
-                  and p.customer is not None else table.schema)
-        out[schema.lower()].add(table.name.lower())
+        out[table.schema.lower()].add(table.name.lower())
     return {schema: frozenset(tables) for schema, tables in out.items()}
 
 
