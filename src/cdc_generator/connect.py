@@ -20,7 +20,7 @@ from typing import Any
 
 from cdc_generator.config.load import YamlLoadError, decode, parse_document, read_regular_file
 from cdc_generator.errors import CdcError, ConfigError, Problem
-from cdc_generator.output import GENERATED_DIR
+from cdc_generator.output import GENERATED_DIR, check_target
 
 PIPELINES = "pipelines"
 
@@ -62,6 +62,7 @@ def load_generated(root: Path, *, environment: str | None = None,
     """Every KafkaConnector under generated/pipelines/<service>/<env>/. The files
     are read as bounded YAML, only where they are regular files inside
     generated/; any that cannot be read so is a problem (ConfigError)."""
+    check_target(root, write=False)  # never read through a generated/ that is a link
     base = root / GENERATED_DIR / PIPELINES
     out, problems = [], []
     for path in sorted(base.glob("*/*/*.yaml")):

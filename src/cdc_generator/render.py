@@ -163,8 +163,8 @@ class Renderer:
         if isinstance(exc, jinja2.TemplateSyntaxError):
             where, line = exc.name or where or name, exc.lineno or line
             message = f"template syntax error: {exc.message}"
-        elif isinstance(exc, sandbox.TemplateProblem):
-            where, line, message = exc.name, 0, str(exc)
+        elif isinstance(exc, sandbox.TemplateProblem):  # at the include, if one led there
+            where, message = where or exc.name, str(exc)
         elif isinstance(exc, jinja2.TemplateNotFound):
             message = f"template {_shown(str(exc.name))!r} not found in {TEMPLATES_DIR}/"
         elif isinstance(exc, jinja2.UndefinedError):
@@ -227,7 +227,8 @@ def manifest_problem(text: str, connector_class: str, name: str) -> tuple[str, s
         return f"the template's output is not valid YAML: {exc}", ""
     top = _mapping(node)
     if top is None:
-        return f"the template's output is not one {KIND} resource (a YAML mapping)", ""
+        return (f"the template's output is not one {KIND} resource (one YAML mapping, each "
+                "key once)", "")
     wanted = (("apiVersion", API_VERSION), ("kind", KIND))
     for key, value in wanted:
         if _scalar(top.get(key)) != value:

@@ -89,13 +89,7 @@ def _parse_any(expression: str) -> Any:
 
     if len(expression) > MAX_LENGTH:
         raise RowFilterError(f"a filter may be at most {MAX_LENGTH} characters")
-    control = _CONTROL.search(expression)
-    if control is not None:
-        # PostgreSQL's parser stops at a NUL: what follows would vanish unseen
-        raise RowFilterError(
-            f"a filter must not contain control characters (U+{ord(control.group()):04X} "
-            f"at character {control.start() + 1})",
-            "write the expression with printable characters, spaces and line breaks only")
+    check_characters(expression)
     try:
         statements = parse_sql(f"SELECT 1 WHERE {expression}")
     except ParseError as exc:
@@ -117,6 +111,17 @@ def _parse_any(expression: str) -> Any:
     if stmt.whereClause is None:
         raise RowFilterError("a filter must be a boolean expression")
     return stmt.whereClause
+
+
+def check_characters(expression: str) -> None:
+    """Refuse control characters: PostgreSQL's parser stops at a NUL, so what
+    follows would vanish unseen, and the others hide what a filter says."""
+    control = _CONTROL.search(expression)
+    if control is not None:
+        raise RowFilterError(
+            f"a filter must not contain control characters (U+{ord(control.group()):04X} "
+            f"at character {control.start() + 1})",
+            "write the expression with printable characters, spaces and line breaks only")
 
 
 def _parse(expression: str) -> Any:
@@ -479,15 +484,22 @@ def substitution_problem(template: str, customer: str) -> str | None:
     from pglast.parser import ParseError, parse_sql_json
 
     try:
-        own = json.loads(parse_sql_json(
-            _WRAP + template.replace(CUSTOMER_PLACEHOLDER, customer)))
+        own = parse_sql_json(_WRAP + template.replace(CUSTOMER_PLACEHOLDER, customer))
     except ParseError:
         return "the filter is not valid SQL with this id in place"
-    if own != _replaced(json.loads(tree), sentinel, customer):
+    # the sentinel occurs in the tree's text only where the id was put (_neutral_form)
+    if own != tree.replace(sentinel, customer):
         return "the id changes how the filter parses"
     if like and any(c in customer for c in "_%\\"):
         return "the id holds '_' or '%', which a LIKE pattern reads as a wildcard"
     return None
+
+
+def placement_problem(template: str) -> str | None:
+    """Why {{CUSTOMER_ID}} stands where no id could be a plain literal, whatever
+    the ids are; None when it stands only inside string constants."""
+    form = _neutral_form(template, 8)
+    return form if isinstance(form, str) else None
 
 
 @cache
@@ -500,19 +512,24 @@ def _neutral_form(template: str, length: int) -> tuple[str, str, bool] | str:
     if not length:
         return "an empty id cannot be substituted"
     rest = template.replace(CUSTOMER_PLACEHOLDER, "\0").lower()
-    sentinel = next((s for s in (c * length for c in "qzjxkvwy") if s not in rest), "")
-    if not sentinel:
-        return "no neutral id fits the filter"  # eight letters used in runs as long as the id
-    try:
-        tree = parse_sql_json(_WRAP + template.replace(CUSTOMER_PLACEHOLDER, sentinel))
-    except ParseError:
-        return "the filter is not valid SQL with an id in place"
-    data = json.loads(tree)
-    in_constants, in_like = _constant_counts(data, sentinel, like=False)
-    if in_constants != _value_count(data, sentinel) or not in_constants:
-        return (f"{CUSTOMER_PLACEHOLDER} is not only inside quoted strings: elsewhere the id "
-                "would be read as SQL (a column, a number, an operator) or ignored (a comment)")
-    return sentinel, tree, in_like > 0
+    for sentinel in (c * length for c in "qzjxkvwy"):
+        if sentinel in rest:
+            continue
+        try:
+            tree = parse_sql_json(_WRAP + template.replace(CUSTOMER_PLACEHOLDER, sentinel))
+        except ParseError:
+            return "the filter is not valid SQL with an id in place"
+        data = json.loads(tree)
+        placed = _value_count(data, sentinel)
+        if tree.count(sentinel) != placed:
+            continue  # also in the tree's own words (a short sentinel): try another
+        in_constants, in_like = _constant_counts(data, sentinel, like=False)
+        if in_constants != placed or not in_constants:
+            return (f"{CUSTOMER_PLACEHOLDER} is not only inside quoted strings: elsewhere the "
+                    "id would be read as SQL (a column, a number, an operator) or ignored "
+                    "(a comment)")
+        return sentinel, tree, in_like > 0
+    return "no neutral id fits the filter"  # eight letters, each in runs as long as the id
 
 
 def _value_count(node: Any, sentinel: str) -> int:
@@ -524,16 +541,6 @@ def _value_count(node: Any, sentinel: str) -> int:
     if isinstance(node, dict):
         return sum(_value_count(item, sentinel) for item in node.values())
     return 0
-
-
-def _replaced(node: Any, old: str, new: str) -> Any:
-    if isinstance(node, str):
-        return node.replace(old, new)
-    if isinstance(node, list):
-        return [_replaced(item, old, new) for item in node]
-    if isinstance(node, dict):
-        return {key: _replaced(item, old, new) for key, item in node.items()}
-    return node
 
 
 def _constant_counts(node: Any, sentinel: str, *, like: bool) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from cdc_generator import names, rowfilter
 from cdc_generator.config.model import (
     DEFAULT_SCHEMA,
+    PLACEHOLDER,
     Config,
     Database,
     GroupType,
@@ -66,12 +67,20 @@ def _host(setting: Setting, what: str) -> Iterator[Problem]:
             "port or parameters (those have their own keys)")
 
 
+def _port(setting: Setting, what: str) -> Iterator[Problem]:
+    # the schema's "integer" takes 5432.0 too (JSON has one number type)
+    if not setting.value.isdigit() and PLACEHOLDER.fullmatch(setting.value) is None:
+        yield setting.origin.problem(f"{what} port {setting.value} is not a whole number",
+                                     "write the port as digits, e.g. 5432")
+
+
 def _environments(config: Config, unread: Unread) -> Iterator[Problem]:
     if not config.environments and unread.environments == frozenset() and not unread.groups_file:
         yield Problem(config.groups_file, 1, 1, "environments",
                       "no environments defined", "remove 'environments:' or add one")
     for env in config.environments:
         yield from _host(env.sink.host, f"environment {env.name!r} sink")
+        yield from _port(env.sink.port, f"environment {env.name!r} sink")
 
 
 def _groups(config: Config, unread: Unread) -> Iterator[Problem]:
@@ -86,6 +95,7 @@ def _groups(config: Config, unread: Unread) -> Iterator[Problem]:
                                        "rename or merge one of the two groups")
         by_k8s[group.name] = group.name
         yield from _host(group.server.host, f"server group {group.name!r}")
+        yield from _port(group.server.port, f"server group {group.name!r}")
         if group.type is GroupType.DB_PER_TENANT and group.isolation is not Isolation.COLUMN:
             yield group.origin.problem(
                 "isolation applies to db-shared groups only",
@@ -298,11 +308,17 @@ def _tables(service: Service, group: ServerGroup | None) -> Iterator[Problem]:
 def _filter(table: Table, group: ServerGroup | None, dbs: list[Database]) -> Iterator[Problem]:
     text = table.filter or ""
     try:
+        rowfilter.check_characters(text)  # where the user wrote them, before substitution
         rowfilter.canonical(text.replace(CUSTOMER_PLACEHOLDER, "tenant"))
     except rowfilter.RowFilterError as exc:
         yield table.origin.problem(f"filter: {exc}", exc.hint)
         return
-    if CUSTOMER_PLACEHOLDER not in text or group is None:
+    if CUSTOMER_PLACEHOLDER not in text:
+        return
+    if group is None:  # the ids are unknown, but not where the placeholder stands
+        why = rowfilter.placement_problem(text)
+        if why is not None:
+            yield table.origin.problem(f"filter: {why}", _FILTER_HINT)
         return
     if group.type is GroupType.DB_SHARED:
         yield table.origin.problem(
@@ -315,12 +331,14 @@ def _filter(table: Table, group: ServerGroup | None, dbs: list[Database]) -> Ite
             continue
         why = rowfilter.substitution_problem(text, db.customer)
         if why is not None:
-            yield table.origin.problem(
-                f"filter: for customer {db.customer!r}, {why}",
-                f"write {CUSTOMER_PLACEHOLDER} only inside a quoted string, e.g. "
+            yield table.origin.problem(f"filter: for customer {db.customer!r}, {why}",
+                                       _FILTER_HINT)
+            return
+
+
+_FILTER_HINT = (f"write {CUSTOMER_PLACEHOLDER} only inside a quoted string, e.g. "
                 f"owner_id = '{CUSTOMER_PLACEHOLDER}', and not in a LIKE pattern "
                 "when customer ids hold '_'")
-            return
 
 
 def _captured_twice(service: Service, dbs: list[Database]) -> Iterator[Problem]:
@@ -328,9 +346,10 @@ def _captured_twice(service: Service, dbs: list[Database]) -> Iterator[Problem]:
     without a schema covers every schema of the database (`public` if none).
     Debezium matches names regardless of case, so `Users` and `users` are one."""
     first: dict[tuple[str, str], int] = {}  # (schema, table) -> index of its first entry
+    listings = {db.schemas: db for db in dbs}  # tenants list the same few schemas
     for index, table in enumerate(service.tables):
         covered = sorted({(schema.lower(), table.name.lower())
-                          for db in dbs for schema in table.schemas_in(db)}
+                          for db in listings.values() for schema in table.schemas_in(db)}
                          or {((table.schema or "*").lower(), table.name.lower())})
         again = [key for key in covered if key in first]
         if again:

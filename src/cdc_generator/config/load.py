@@ -72,7 +72,11 @@ class Document:
 def format_key_path(key_path: KeyPath) -> str:
     out = ""
     for part in key_path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:  # a key with a newline or the like must not break the report's lines
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(part))
+            out += f".{text}" if out else text
     return out
 
 

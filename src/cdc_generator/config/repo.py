@@ -140,14 +140,15 @@ def _groups_model(doc: Document | None, run: _Loaded) -> tuple[
         skipped = raw_groups if isinstance(raw_groups, list) else []
         groups_file = True
     else:
-        bad_groups = frozenset(int(p[1]) for p in bad if p[0] == "server_groups")
+        bad_groups = frozenset(p[1] for p in bad if len(p) > 1 and p[0] == "server_groups"
+                               and isinstance(p[1], int))
         groups = build_server_groups(doc, bad_groups)
         skipped = [raw_groups[i] for i in sorted(bad_groups)]
         groups_file = False
     environments: tuple[Environment, ...] = ()
     bad_envs: frozenset[str] | None = None
     if "environments" not in sections:
-        bad_envs = frozenset(str(p[1]) for p in bad if p[0] == "environments")
+        bad_envs = frozenset(str(p[1]) for p in bad if len(p) > 1 and p[0] == "environments")
         environments = build_environments(doc, bad_envs)
     return environments, groups, checks.Unread(
         groups=_names(skipped), services=_group_services(skipped),
@@ -160,7 +161,7 @@ def _service_model(doc: Document | None, run: _Loaded) -> Service | None:
     bad = _invalid(doc, schema.SERVICE_SCHEMA, run)
     if any(len(path) < 3 or path[:2] != ("source", "tables") for path in bad):
         return None
-    return build_service(doc, frozenset(int(p[2]) for p in bad))
+    return build_service(doc, frozenset(p[2] for p in bad if isinstance(p[2], int)))
 
 
 def _names(raw: object) -> frozenset[str]:

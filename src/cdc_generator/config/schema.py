@@ -102,7 +102,7 @@ def errors(doc: Document, schema_name: str, secrets: Collection[KeyPath] = ()
         return []
     found = []
     for error in _validator(schema_name).iter_errors(doc.data):
-        found.append((tuple(error.absolute_path), str(error.validator),
+        found.append((_path(error), str(error.validator),
                       _to_problem(doc, _most_specific(error), schema_name, secrets)))
     if not found:  # the compiled validator refused what jsonschema accepts: never wave through
         found = [((), "", doc.problem((), "the file does not satisfy its schema",
@@ -124,9 +124,18 @@ def _most_specific(error: ValidationError) -> ValidationError:
     return error
 
 
+def _path(error: ValidationError) -> KeyPath:
+    """Where the refused value is: a refused key name (propertyNames) is reported
+    at the key, not at the mapping holding it."""
+    path: KeyPath = tuple(error.absolute_path)
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        path = (*path, error.instance)
+    return path
+
+
 def _to_problem(doc: Document, error: ValidationError, schema_name: str,
                 secrets: Collection[KeyPath] = ()) -> Problem:
-    path: KeyPath = tuple(error.absolute_path)
+    path = _path(error)
     validator = error.validator
     instance = error.instance
     message, hint = error.message, ""
