@@ -169,9 +169,9 @@ def _to_problem(doc: Document, error: ValidationError, schema_name: str,
         message = (f"{_describe(instance)} does not match the required pattern "
                    f"{error.validator_value}")
         hint = _pattern_hint(str(error.validator_value))
-    elif _described_choice(error):
-        message = f"{_describe(instance)} is not allowed here"
-        hint = str(error.schema.get("description")) if isinstance(error.schema, dict) else ""
+    elif _described_choice(error) and isinstance(error.schema, dict):
+        wanted = str(error.schema.get("description", "")).rstrip(".")
+        message = f"expected {wanted[:1].lower()}{wanted[1:]}, got {_describe(instance)}"
     elif validator == "minItems" and instance == []:
         message = "must not be empty"
     elif validator == "propertyNames":
@@ -230,8 +230,8 @@ def _describe(value: Any) -> str:
 
 
 _PATTERN_HINTS = {
-    "^[^\\u0000-\\u001f\\u007f]*$": "control characters (a newline, a tab, NUL) are not "
-                                      "allowed in a value",
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$":
+        "control characters (a newline, a tab, NUL) are not allowed in a value",
     "^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$": "write a ${VAR} placeholder",
     "^([A-Za-z0-9.:\\[\\]-]|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\})+$":
         "write a host name (letters, digits, '-' and '.'), an IP address or a ${VAR} "
