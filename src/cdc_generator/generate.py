@@ -151,8 +151,8 @@ def _os_error(root: Path, exc: OSError) -> str:
 def check(root: Path, selection: Selection, *, with_diff: bool = True,
           jobs: int | None = None) -> Result:
     """Compare without writing: what is stale, missing or orphaned."""
-    staged = output.Staged(root, write=False, keep_new=with_diff)
     try:
+        staged = output.Staged(root, write=False, keep_new=with_diff)
         plan, parts, count = _render_sharded(root, selection, jobs, staged.put_all)
     except OSError as exc:
         raise CdcError(f"cannot read {output.GENERATED_DIR}/: {_os_error(root, exc)}") from None
