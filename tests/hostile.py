@@ -3,18 +3,21 @@ the CLI run in-process with its exit code and output, and a deadline.
 
 Every hostile corpus is generated (a class of input, many members), counted by
 its test, and each member must get exit 1 with a located message: never exit 3,
-never a traceback, never a hang.
+never a traceback, never a hang. The suite runs an even sample of each corpus
+(`sample`); CDC_HOSTILE_FULL=1 runs every member.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cdc_generator.cli import main
 from cdc_generator.config.repo import load_config
@@ -23,6 +26,19 @@ from cdc_generator.plan import build_plan
 from tests.helpers import REPO
 
 FORMATS = ("text", "json", "github")
+FULL = os.environ.get("CDC_HOSTILE_FULL") == "1"
+T = TypeVar("T")
+
+
+def sample(corpus: Sequence[T], keep: int) -> list[T]:
+    """Every member of `corpus` with CDC_HOSTILE_FULL=1; else `keep` of them,
+    spread evenly from the first to the last."""
+    if FULL or len(corpus) <= keep:
+        return list(corpus)
+    if keep < 2:
+        return list(corpus[:keep])
+    step = (len(corpus) - 1) / (keep - 1)
+    return [corpus[round(i * step)] for i in range(keep)]
 
 
 def scratch(dest: Path, *, templates: bool = True) -> Path:

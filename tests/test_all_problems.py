@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile import FORMATS, problems, run, scratch
+from tests.hostile import FORMATS, problems, run, sample, scratch
 
 GROUPS = "server-groups.yaml"
 DIRECTORY = "services/directory.yaml"
@@ -79,7 +79,7 @@ def _pairs() -> list[tuple[str, str, str, str]]:
 
 
 def test_a_broken_file_hides_nothing_elsewhere(tmp_path: Path) -> None:
-    pairs = _pairs()
+    pairs = sample(_pairs(), 24)
     kept_going = 0
     for n, (broken, how, what, where) in enumerate(pairs):
         root = scratch(tmp_path / str(n), templates=False)
@@ -98,6 +98,7 @@ def test_a_broken_file_hides_nothing_elsewhere(tmp_path: Path) -> None:
         assert reported, (how, what, found)
         kept_going += 1
     assert kept_going >= len(pairs) * 3 // 4
+    assert len(_pairs()) == 91
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
