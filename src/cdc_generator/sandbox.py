@@ -121,7 +121,10 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self._plain: dict[type, frozenset[str]] = {}
+        # Jinja's own loop variable: its data attributes read as often as the specs'
+        self._plain: dict[type, frozenset[str]] = {jinja2.runtime.LoopContext: frozenset({
+            "index", "index0", "revindex", "revindex0", "first", "last", "length", "depth",
+            "depth0", "previtem", "nextitem"})}
 
     def allow_data(self, *classes: type) -> None:
         """Let templates read the fields and properties of these frozen dataclasses
@@ -137,6 +140,13 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         if allowed is not None and attribute in allowed:
             return builtins.getattr(obj, attribute)
         return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        # map(attribute=...) and obj["name"] come here
+        allowed = self._plain.get(type(obj))
+        if allowed is not None and argument in allowed:
+            return builtins.getattr(obj, argument)
+        return super().getitem(obj, argument)
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str,
                    left: Any, right: Any) -> Any:

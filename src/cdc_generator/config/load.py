@@ -75,7 +75,9 @@ def format_key_path(key_path: KeyPath) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:  # a key with a newline or the like must not break the report's lines
-            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(part))
+            text = str(part)
+            if not text.isprintable():
+                text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
             out += f".{text}" if out else text
     return out
 

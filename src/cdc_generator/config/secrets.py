@@ -67,8 +67,13 @@ def is_secret_key(key: object) -> bool:
     return isinstance(key, str) and SECRET_KEY.fullmatch(key) is not None
 
 
+_MAYBE = re.compile(r"[:=@]")  # every secret form above has one of these
+
+
 def embedded_secret(text: str) -> str | None:
     """What kind of literal secret `text` holds, if any."""
+    if _MAYBE.search(text) is None:  # most values are plain names
+        return None
     for kind, pattern in _EMBEDDED:
         if pattern.search(text):
             return kind
