@@ -28,7 +28,22 @@ CONNECTOR_CLASS = {
     SOURCE_TEMPLATE: "io.debezium.connector.postgresql.PostgresConnector",
     SINK_TEMPLATE: "io.debezium.connector.jdbc.JdbcSinkConnector",
 }
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{t}" for t in ("str", "seq", "map"))
+
+
+class _ShapeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's composer with every plain scalar taken as a string: the shape
+    check compares a few values with strings, so resolving each scalar's type
+    (a Python call with regular expressions, per scalar) would be wasted."""
+
+    def resolve(self, kind: type, value: object, implicit: object) -> str:
+        return _STR if kind is yaml.ScalarNode else _SEQ if kind is yaml.SequenceNode else _MAP
+
+    def descend_resolver(self, current_node: object, current_index: object) -> None:
+        pass  # path-dependent resolvers: none
+
+    def ascend_resolver(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -218,7 +233,7 @@ def manifest_problem(text: str, connector_class: str, name: str) -> tuple[str, s
     """What makes `text` other than one KafkaConnector `name` of `connector_class`,
     with a key to look for in the template; None when it is one."""
     try:
-        node = yaml.compose(text, Loader=_YAML_LOADER)
+        node = yaml.compose(text.encode("utf-8"), Loader=_ShapeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" (output line {mark.line + 1})" if mark else ""
@@ -255,7 +270,7 @@ def _mapping(node: yaml.Node | None) -> dict[str, yaml.Node] | None:
 
 
 def _scalar(node: yaml.Node | None) -> str | None:
-    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":
+    if isinstance(node, yaml.ScalarNode) and node.tag == _STR:
         return str(node.value)
     return None
 

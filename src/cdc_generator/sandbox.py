@@ -212,14 +212,29 @@ def _cpu_limit() -> Iterator[None]:
         signal.signal(signal.SIGPROF, previous)
 
 
+_used: dict[int, int] = {}  # pid -> address space in use when it first rendered
+
+
+def _address_space() -> int:
+    """This process's address space size, read once per process: what a run adds
+    later (the files kept for a diff) is far below the headroom."""
+    pid = os.getpid()
+    if pid not in _used:
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+        try:
+            _used[pid] = int(os.read(fd, 100).split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        finally:
+            os.close(fd)
+    return _used[pid]
+
+
 @contextmanager
 def _memory_limit() -> Iterator[None]:
     try:
         import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        with open("/proc/self/statm", "rb") as fh:
-            used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        used = _address_space()
     except (ImportError, OSError, ValueError):  # not Linux: the CPU limit must do
         yield
         return
