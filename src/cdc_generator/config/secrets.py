@@ -17,10 +17,10 @@ from typing import Any
 
 from cdc_generator.config.load import Document, KeyPath
 from cdc_generator.config.model import PLACEHOLDER
+from cdc_generator.config.schema import SECRET_HINT
 from cdc_generator.errors import Problem
 
-HINT = ("write a placeholder such as ${POSTGRES_PASSWORD}; "
-        "Kafka Connect resolves it at run time")
+HINT = SECRET_HINT
 MASK = "********"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # keys whose value is a secret: password, db_password, sslpassword, api_key, token...
