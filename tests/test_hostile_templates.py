@@ -178,6 +178,19 @@ def test_hostile_templates_are_located_problems(kind: str, tmp_path: Path) -> No
     assert len(corpus) >= len(CORPUS[kind])
 
 
+def test_a_templates_folder_linked_out_of_the_repository_is_not_read(tmp_path: Path) -> None:
+    root = scratch(tmp_path / "repo", templates=False)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "source-pipeline.yaml").write_text("{% include 'secret.txt' %}\n")
+    (outside / "secret.txt").write_text("from outside templates\n")
+    (root / "templates").symlink_to(outside)
+    outcome = run(root, "validate")
+    outcome.assert_handled()
+    assert "is a symbolic link out of templates/" in outcome.err
+    assert "from outside templates" not in outcome.text
+
+
 def test_the_corpus_counts() -> None:
     assert sum(len(c) for c in CORPUS.values()) >= 80
 

@@ -69,6 +69,7 @@ class Loader(jinja2.BaseLoader):
     the built-in ones. Records where each came from and whether it is trusted."""
 
     def __init__(self, root: Path) -> None:
+        self.root = root
         self.directory = root / TEMPLATES_DIR
         self.local = self.directory.is_dir()
         self.shown: dict[str, str] = {}  # template name -> file as shown in messages
@@ -99,7 +100,8 @@ class Loader(jinja2.BaseLoader):
         shown = f"{TEMPLATES_DIR}/{name}"
         if not os.path.lexists(path):
             return None
-        if not is_within(path, self.directory):
+        # templates/ itself may be the link: the file must be inside the repository too
+        if not (is_within(path, self.directory) and is_within(path, self.root)):
             raise TemplateProblem(name, f"{shown} is a symbolic link out of {TEMPLATES_DIR}/: "
                                   "not read", "replace the link with the template itself")
         try:
