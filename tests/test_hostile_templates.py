@@ -221,6 +221,20 @@ def test_an_edited_template_still_renders(tmp_path: Path) -> None:
     assert produced.read_text().replace("  # ours\n", "") == expected
 
 
+def test_the_memory_limit_is_headroom_over_what_the_process_uses() -> None:
+    """Measured at each render: a long-lived process that grew in between must
+    still have the headroom, and no more."""
+    headroom = sandbox.MEMORY_BYTES
+    with sandbox.bounded():
+        assert len(bytearray(headroom // 2)) == headroom // 2
+    ballast = bytearray(2 * headroom)  # what the process took on since
+    with sandbox.bounded():
+        assert len(bytearray(headroom // 2)) == headroom // 2
+    with pytest.raises(MemoryError), sandbox.bounded():
+        bytearray(2 * headroom)
+    assert len(ballast) == 2 * headroom
+
+
 def test_the_built_in_templates_are_trusted(tmp_path: Path) -> None:
     from cdc_generator.render import Renderer
 

@@ -214,20 +214,18 @@ def _cpu_limit() -> Iterator[None]:
         signal.signal(signal.SIGPROF, previous)
 
 
-_used: dict[int, int] = {}  # pid -> address space in use when it first rendered
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _address_space() -> int:
-    """This process's address space size, read once per process: what a run adds
-    later (the files kept for a diff) is far below the headroom."""
-    pid = os.getpid()
-    if pid not in _used:
-        fd = os.open("/proc/self/statm", os.O_RDONLY)
-        try:
-            _used[pid] = int(os.read(fd, 100).split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        finally:
-            os.close(fd)
-    return _used[pid]
+    """This process's address space size now: read each time, as a long-lived
+    process (a test run, a library caller) grows, and a limit below what it
+    already uses would fail every allocation."""
+    fd = os.open("/proc/self/statm", os.O_RDONLY)
+    try:
+        return int(os.read(fd, 100).split()[0]) * _PAGE
+    finally:
+        os.close(fd)
 
 
 @contextmanager
