@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 
 MAX_SLOT = 63  # PostgreSQL NAMEDATALEN - 1
@@ -56,6 +55,8 @@ def java_regex_literal(text: str) -> str:
 def host_problem(host: str) -> str | None:
     """Why `host` is not a host name (RFC 1123), IPv4 or IPv6 address or a
     `${VAR}` placeholder; None when it is one. Nothing else may reach a JDBC URL."""
+    import ipaddress  # checks only, not the hot path of generate
+
     if _PLACEHOLDER.fullmatch(host):
         return None
     if "${" in host:  # placeholders for parts of a name: the rest must make a name

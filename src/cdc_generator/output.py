@@ -156,16 +156,17 @@ def _siblings(root: Path) -> list[Path]:
         return []
 
 
-def _read_regular(path: str, limit: int | None) -> bytes | None:
+def _read_regular(path: str, limit: int | None, *, listed: bool = False) -> bytes | None:
     """The bytes of `path` if it is a regular file (not through a symbolic link;
-    a FIFO is never waited on), at most `limit` of them; None otherwise."""
+    a FIFO is never waited on), at most `limit` of them; None otherwise.
+    `listed`: the scan of the tree found a regular file there (no fstat again)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
                      | os.O_NOCTTY)
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if not listed and not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         chunks, got = [], 0
         while limit is None or got < limit:  # reads may come short
@@ -184,7 +185,7 @@ def _read_regular(path: str, limit: int | None) -> bytes | None:
 def _same_bytes(path: str, data: bytes) -> bool:
     """Whether the regular file at `path` holds exactly `data`. Reads at most one
     byte more than `data`: a longer file cannot match."""
-    return _read_regular(path, len(data) + 1) == data
+    return _read_regular(path, len(data) + 1, listed=True) == data
 
 
 class _Tree:

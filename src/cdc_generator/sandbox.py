@@ -17,12 +17,9 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import os
-import signal
-import threading
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,7 +56,7 @@ class RenderTimeout(Exception):
 def builtin_source(name: str) -> str | None:
     """The package's own template `name`, or None."""
     try:
-        return resources.files("cdc_generator").joinpath(TEMPLATES_DIR, name).read_text("utf-8")
+        return (Path(__file__).with_name(TEMPLATES_DIR) / name).read_text("utf-8")
     except (OSError, UnicodeDecodeError, ValueError):
         return None
 
@@ -138,16 +135,14 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             self._plain[cls] = frozenset(n for n in fields | properties if not n.startswith("_"))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        allowed = self._plain.get(type(obj))
-        if allowed is not None and attribute in allowed:
-            return builtins.getattr(obj, attribute)
+        if attribute in self._plain.get(type(obj), _NOTHING):
+            return _getattr(obj, attribute)
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         # map(attribute=...) and obj["name"] come here
-        allowed = self._plain.get(type(obj))
-        if allowed is not None and argument in allowed:
-            return builtins.getattr(obj, argument)
+        if argument in self._plain.get(type(obj), _NOTHING):
+            return _getattr(obj, argument)
         return super().getitem(obj, argument)
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str,
@@ -164,6 +159,10 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
                         and len(seq) * times > MAX_ITEMS):
                     raise SecurityError("the repetition is too long")
         return super().call_binop(context, operator, left, right)
+
+
+_NOTHING: frozenset[str] = frozenset()
+_getattr = builtins.getattr  # the sandbox's own `getattr` method shadows it in the class
 
 
 def _is_int(value: Any) -> bool:
@@ -194,6 +193,9 @@ def bounded() -> Iterator[None]:
 
 @contextmanager
 def _cpu_limit() -> Iterator[None]:
+    import signal  # only untrusted templates need these
+    import threading
+
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -38,13 +38,12 @@ MAX_ALIAS_NODES = 10_000  # nodes built a second time through an alias or merge 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _INT_TAG = "tag:yaml.org,2002:int"
 _PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
-# What YAML allows in a file, less the characters that make text read differently
-# from how it looks: NEL and the Unicode line/paragraph separators (line breaks to
-# YAML, not to an editor) and the bidirectional controls ("Trojan Source").
+# What YAML refuses in a file (controls but tab and line breaks, U+FFFE/U+FFFF),
+# and what makes text read differently from how it looks: NEL and the Unicode
+# line/paragraph separators (line breaks to YAML, not to an editor) and the
+# bidirectional controls ("Trojan Source"). Surrogates cannot survive decoding.
 _FORBIDDEN = re.compile(
-    "[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-    "|[\u202a-\u202e\u2066-\u2069]"
-)
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069\ufffe\uffff]")
 
 
 @dataclass
