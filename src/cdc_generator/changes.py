@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from cdc_generator import control, publication, rowfilter
 from cdc_generator.db.live import OUR_PREFIX, Slot, SourceState
@@ -41,7 +42,7 @@ class Action:
     customer: str | None = None
     rows: int | None = None  # a backfill's table size (planner's estimate)
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 

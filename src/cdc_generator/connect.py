@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from cdc_generator.errors import CdcError, Problem
-from cdc_generator.output import GENERATED_DIR
+from cdc_generator.config.load import YamlLoadError, decode, parse_document, read_regular_file
+from cdc_generator.errors import CdcError, ConfigError, Problem
+from cdc_generator.output import GENERATED_DIR, check_target
 
 PIPELINES = "pipelines"
 
@@ -60,28 +59,46 @@ def _as_config_value(value: Any) -> str:
 
 def load_generated(root: Path, *, environment: str | None = None,
                    service: str | None = None) -> list[GeneratedConnector]:
-    """Every KafkaConnector under generated/pipelines/<service>/<env>/."""
+    """Every KafkaConnector under generated/pipelines/<service>/<env>/. The files
+    are read as bounded YAML, only where they are regular files inside
+    generated/; any that cannot be read so is a problem (ConfigError)."""
+    check_target(root, write=False)  # never read through a generated/ that is a link
     base = root / GENERATED_DIR / PIPELINES
-    out = []
+    out, problems = [], []
     for path in sorted(base.glob("*/*/*.yaml")):
         svc_dir, env_dir = path.parent.parent.name, path.parent.name
         if environment is not None and env_dir != environment:
             continue
         if service is not None and svc_dir != service:
             continue
-        text = path.read_text(encoding="utf-8")
-        doc = yaml.safe_load(text)
+        shown = path.relative_to(root).as_posix()
+        try:
+            text = decode(read_regular_file(path, shown, within=root / GENERATED_DIR), shown)
+            doc = parse_document(text, shown).data
+        except YamlLoadError as exc:
+            problems.extend(exc.problems)
+            continue
         if not isinstance(doc, dict) or doc.get("kind") != "KafkaConnector":
             continue
-        spec = doc.get("spec") or {}
+        metadata, spec = doc.get("metadata"), doc.get("spec") or {}
+        config = spec.get("config") if isinstance(spec, dict) else None
+        if not (isinstance(metadata, dict) and isinstance(metadata.get("name"), str)
+                and isinstance(spec, dict) and isinstance(config, dict | None)
+                and isinstance(spec.get("tasksMax", 1), int)):
+            problems.append(Problem(shown, message="not a KafkaConnector as generate writes "
+                                    "one (metadata.name, spec.class, spec.config)",
+                                    hint="run `cdc-generator generate`"))
+            continue
         out.append(GeneratedConnector(
-            path=path.relative_to(root).as_posix(),
-            name=str(doc["metadata"]["name"]),
+            path=shown,
+            name=metadata["name"],
             connector_class=str(spec.get("class", "")),
             tasks_max=int(spec.get("tasksMax", 1)),
-            config={str(k): _as_config_value(v) for k, v in (spec.get("config") or {}).items()},
+            config={str(k): _as_config_value(v) for k, v in (config or {}).items()},
             text=text,
         ))
+    if problems:
+        raise ConfigError(problems)
     return out
 
 

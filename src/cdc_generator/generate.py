@@ -18,7 +18,7 @@ from typing import TypeVar
 from cdc_generator import output, parallel
 from cdc_generator.config.model import Config
 from cdc_generator.config.repo import load_config
-from cdc_generator.errors import UsageError
+from cdc_generator.errors import CdcError, UsageError
 from cdc_generator.plan import Pipeline, Plan, build_plan
 from cdc_generator.render import RenderedFile, Renderer
 
@@ -128,21 +128,34 @@ def render_all(root: Path, selection: Selection, *, jobs: int | None = None) -> 
 
 
 def generate(root: Path, selection: Selection, *, jobs: int | None = None) -> Result:
-    output.recover(root)
-    staged = output.Staged(root, write=True)
     try:
-        plan, parts, count = _render_sharded(root, selection, jobs, staged.put_all)
-        changes = staged.commit([p.changes for p in parts], selection.scope)
-    finally:
-        staged.discard()
+        output.recover(root)
+        staged = output.Staged(root, write=True)
+        try:
+            plan, parts, count = _render_sharded(root, selection, jobs, staged.put_all)
+            changes = staged.commit([p.changes for p in parts], selection.scope)
+        finally:
+            staged.discard()
+    except OSError as exc:  # the disk or the permissions, not the config: say which file
+        raise CdcError(f"cannot write {output.GENERATED_DIR}/: {_os_error(root, exc)}") from None
     return Result(plan, changes, jobs=count)
+
+
+def _os_error(root: Path, exc: OSError) -> str:
+    where = ""
+    if exc.filename is not None:
+        where = os.path.relpath(os.fsdecode(exc.filename), root)
+    return f"{exc.strerror or exc}" + (f" ({where})" if where else "")
 
 
 def check(root: Path, selection: Selection, *, with_diff: bool = True,
           jobs: int | None = None) -> Result:
     """Compare without writing: what is stale, missing or orphaned."""
-    staged = output.Staged(root, write=False, keep_new=with_diff)
-    plan, parts, count = _render_sharded(root, selection, jobs, staged.put_all)
+    try:
+        staged = output.Staged(root, write=False, keep_new=with_diff)
+        plan, parts, count = _render_sharded(root, selection, jobs, staged.put_all)
+    except OSError as exc:
+        raise CdcError(f"cannot read {output.GENERATED_DIR}/: {_os_error(root, exc)}") from None
     changes, _kept = staged.settle([p.changes for p in parts], selection.scope)
     if not with_diff:
         return Result(plan, changes, jobs=count)

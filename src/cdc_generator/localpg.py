@@ -103,7 +103,7 @@ RESERVED_SETTINGS: Final = frozenset(
 )
 
 _SETTINGS_FILE: Final = "cdc_generator.conf"
-_SETTING_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_SETTING_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _PORT_ATTEMPTS: Final = 5
 _LOG_TAIL_LINES: Final = 40
 _POLL_INTERVAL: Final = 0.05
@@ -389,7 +389,7 @@ def _quote_conninfo(value: str) -> str:
 def _check_settings(settings: Mapping[str, str]) -> dict[str, str]:
     checked: dict[str, str] = {}
     for name, value in settings.items():
-        if not _SETTING_NAME_RE.match(name):
+        if not _SETTING_NAME_RE.fullmatch(name):
             raise ValueError(f"invalid PostgreSQL setting name: {name!r}")
         if name.lower() in RESERVED_SETTINGS:
             raise ValueError(f"setting {name!r} is managed by localpg and cannot be overridden")

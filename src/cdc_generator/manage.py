@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cdc_generator import rowfilter
-from cdc_generator.config import schema
+from cdc_generator.config import schema, secrets
 from cdc_generator.config.load import YamlLoadError, load_document, parse_document
 from cdc_generator.config.model import (
     Database,
@@ -105,12 +105,15 @@ def load_groups(root: Path) -> tuple[ServerGroup, ...]:
     """server-groups.yaml alone: `--create` runs while the new service is still
     missing, which the full config check reports as an error."""
     try:
-        doc = load_document(root / GROUPS_FILE, GROUPS_FILE)
+        doc = load_document(root / GROUPS_FILE, GROUPS_FILE, within=root)
     except YamlLoadError as exc:
-        raise ConfigError([exc.problem]) from None
-    problems = schema.validate(doc, schema.SERVER_GROUPS_SCHEMA)
+        raise ConfigError(exc.problems) from None
+    found = secrets.Secrets()
+    secrets.scan(doc, found)
+    problems = [*found.problems, *schema.validate(doc, schema.SERVER_GROUPS_SCHEMA,
+                                                  found.paths.get(doc.path, ()))]
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(found.redact(problems))
     return build_server_groups(doc)
 
 

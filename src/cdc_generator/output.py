@@ -4,7 +4,12 @@ A run builds the complete new tree beside `generated/` (unchanged files are
 hard links, so their times stay as they were) and swaps it in with one
 `renameat2(RENAME_EXCHANGE)`: a run killed at any point leaves the old tree or
 the new one. Nothing outside `generated/` and its transient siblings
-`.generated.*` is touched.
+`.generated.*` is touched, and a run that ends, however, removes its sibling.
+
+`generated/` must be a directory we may write: a file, a symbolic link, a
+read-only directory or a sibling `.generated.*` that is not a directory of ours
+stops the run before anything moves. Inside it, nothing is read through a
+symbolic link and nothing but regular files is read at all.
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdc_generator import names
-from cdc_generator.errors import CdcError
+from cdc_generator.errors import CdcError, ConfigError, Problem
 
 GENERATED_DIR = "generated"
 _TMP_PREFIX = ".generated.tmp-"
@@ -62,59 +68,124 @@ class Changes:
 
 
 def read_files(directory: Path, paths: Iterable[str]) -> dict[str, bytes]:
-    """The files `paths` (relative, '/'-separated) under `directory` that exist."""
+    """The regular files `paths` (relative, '/'-separated) under `directory` that
+    exist, read without following symbolic links (others read as empty)."""
     out = {}
     for rel in paths:
-        try:
-            out[rel] = _read(os.path.join(directory, rel))
-        except FileNotFoundError:
-            continue
+        data = _read_regular(os.path.join(directory, rel), limit=None)
+        if data is not None:
+            out[rel] = data
     return out
 
 
-def _walk(directory: Path) -> Iterable[str]:
-    """The relative, '/'-separated path of every file under `directory`."""
-    top = str(directory)
-    if not os.path.isdir(top):
-        return
-    base = len(top) + 1
-    for dirpath, _dirnames, filenames in os.walk(top):
-        for name in filenames:
-            yield os.path.join(dirpath, name)[base:].replace(os.sep, "/")
+def scan(directory: Path) -> tuple[dict[str, bool], list[str]]:
+    """Every entry under `directory` that is not a directory -> whether it is a
+    regular file, and every directory (relative, '/'-separated; "" is the top).
+    Symbolic links are entries, never followed."""
+    files: dict[str, bool] = {}
+    dirs: list[str] = []
+    if not os.path.isdir(directory) or os.path.islink(directory):
+        return files, dirs
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        dirs.append(rel)
+        with os.scandir(os.path.join(directory, rel)) as entries:
+            for entry in entries:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(path)
+                else:
+                    files[path] = entry.is_file(follow_symlinks=False)
+    return files, dirs
 
 
-def _listdir(directory: str) -> set[str]:
+def _writable(path: str) -> bool:
+    """Writable by us, and not marked read-only (no write bit) even for root."""
     try:
-        return set(os.listdir(directory))
-    except (FileNotFoundError, NotADirectoryError):
-        return set()
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return bool(mode & 0o222) and os.access(path, os.W_OK | os.X_OK)
 
 
-def _same_bytes(path: str, data: bytes) -> bool | None:
-    """Whether the file at `path` holds exactly `data`; None when there is none.
-    Reads at most one byte more than `data`: a longer file cannot match."""
+def check_target(root: Path, *, write: bool) -> None:
+    """Refuse a `generated/` that is not a directory (a file, a FIFO, a symbolic
+    link) and, when writing, one that is read-only or has a sibling of ours
+    (`.generated.*`) that is not a directory: exit 1, nothing moved."""
+    target = root / GENERATED_DIR
+    problems = []
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
+        info = os.lstat(target)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        problems.append(_problem(GENERATED_DIR, f"cannot be read: {exc.strerror}"))
+        info = None
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        problems.append(_problem(GENERATED_DIR, "is a symbolic link: cdc-generator neither "
+                                 "reads nor writes through it",
+                                 "remove the link; generate makes generated/ a directory"))
+    elif info is not None and not stat.S_ISDIR(info.st_mode):
+        problems.append(_problem(GENERATED_DIR, "exists and is not a directory",
+                                 "move the file away; generate makes generated/ a directory"))
+    elif info is not None and write and not _writable(str(target)):
+        problems.append(_problem(GENERATED_DIR, "is read-only",
+                                 "make it writable (chmod u+w generated) to let generate "
+                                 "replace it, or run generate --check"))
+    if write:
+        for sibling in sorted(_siblings(root)):
+            if os.path.islink(sibling) or not os.path.isdir(sibling):
+                problems.append(_problem(
+                    sibling.name, "is named like a transient tree of generate but is not a "
+                    "directory (a file or a symbolic link): not touched",
+                    "remove it by hand, then run generate again"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _problem(file: str, message: str, hint: str = "") -> Problem:
+    return Problem(file, message=message, hint=hint)
+
+
+def _siblings(root: Path) -> list[Path]:
+    try:
+        return [root / name for name in os.listdir(root)
+                if name.startswith((_TMP_PREFIX, _OLD_PREFIX))]
+    except OSError:
+        return []
+
+
+def _read_regular(path: str, limit: int | None, *, listed: bool = False) -> bytes | None:
+    """The bytes of `path` if it is a regular file (not through a symbolic link;
+    a FIFO is never waited on), at most `limit` of them; None otherwise.
+    `listed`: the scan of the tree found a regular file there (no fstat again)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_NOCTTY)
+    except OSError:
         return None
     try:
-        want, chunks, got = len(data) + 1, [], 0
-        while got < want:  # to the end, or one byte past `data`; reads may come short
-            chunk = os.read(fd, want - got)
+        if not listed and not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, got = [], 0
+        while limit is None or got < limit:  # reads may come short
+            chunk = os.read(fd, (limit - got) if limit is not None else 1 << 20)
             if not chunk:
                 break
             chunks.append(chunk)
             got += len(chunk)
-        return b"".join(chunks) == data
-    except IsADirectoryError:
+        return b"".join(chunks)
+    except OSError:
         return None
     finally:
         os.close(fd)
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
+def _same_bytes(path: str, data: bytes) -> bool:
+    """Whether the regular file at `path` holds exactly `data`. Reads at most one
+    byte more than `data`: a longer file cannot match."""
+    return _read_regular(path, len(data) + 1, listed=True) == data
 
 
 class _Tree:
@@ -153,22 +224,29 @@ class Staged:
     """
 
     def __init__(self, root: Path, *, write: bool, keep_new: bool = True) -> None:
+        check_target(root, write=write)
         self.target = root / GENERATED_DIR
         self.write = write
         self.keep_new = keep_new  # checking: keep new bytes of added/changed files (the diff)
         self.staging = root / f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+        # the old tree, listed once before any worker forks: path -> regular file
+        self.old, dirs = scan(self.target)
+        if write:
+            locked = [d for d in dirs if not _writable(os.path.join(self.target, d))]
+            if locked:
+                raise ConfigError([_problem(
+                    f"{GENERATED_DIR}/{locked[0]}", "is read-only: the old tree could not "
+                    "be removed", "make it writable (chmod -R u+w generated)")])
 
     def put_all(self, files: Iterable[tuple[str, bytes]]) -> Part:
         # plain str paths and os calls: this runs once per file of the tree
         changes, new = Changes(), {}
-        old_root, into = str(self.target), _Tree(self.staging)
-        old_names: dict[str, set[str]] = {}  # directory -> its old files (no failing opens)
+        old_root, into, old = str(self.target), _Tree(self.staging), self.old
         for rel, data in files:
-            parent, name = os.path.split(rel)
-            names = old_names.get(parent)
-            if names is None:
-                names = old_names[parent] = _listdir(os.path.join(old_root, parent))
-            same = _same_bytes(os.path.join(old_root, rel), data) if name in names else None
+            regular = old.get(rel)
+            # a symbolic link, FIFO or the like in the old tree is replaced, never read
+            same = None if regular is None else (
+                regular and _same_bytes(os.path.join(old_root, rel), data))
             if same is None:
                 changes.added.append(rel)
             elif same:
@@ -192,9 +270,10 @@ class Staged:
             changes.absorb(part)
         produced = {*changes.added, *changes.changed, *changes.unchanged}
         kept: list[str] = []
-        for rel in _walk(self.target):
+        for rel, regular in self.old.items():
             if rel not in produced:
-                (changes.removed if scope.owns(rel) else kept).append(rel)
+                # only regular files are kept: a link or FIFO goes whatever the scope
+                (kept if regular and not scope.owns(rel) else changes.removed).append(rel)
         for bucket in (changes.added, changes.changed, changes.removed, changes.unchanged):
             bucket.sort()
         return changes, kept
@@ -208,12 +287,13 @@ class Staged:
         if changes.any:
             os.makedirs(self.staging, exist_ok=True)
             _link_old(self.staging, self.target, (*changes.unchanged, *kept))
+            check_target(self.target.parent, write=True)  # nothing swapped under our feet
             _swap_in(self.staging, self.target)
         return changes
 
     def discard(self) -> None:
         """Remove the staging tree if this run made one and did not swap it in."""
-        if self.staging.exists():
+        if os.path.isdir(self.staging) and not os.path.islink(self.staging):
             shutil.rmtree(self.staging, ignore_errors=True)
 
 
@@ -233,6 +313,7 @@ def recover(root: Path) -> None:
     """Undo what a killed run may have left: a half-built tree, or (without
     RENAME_EXCHANGE) an old tree moved aside before the new one was in place.
     The transient trees of a run still going on (another process) are left alone."""
+    check_target(root, write=True)
     target = root / GENERATED_DIR
     for leftover in sorted(root.glob(_OLD_PREFIX + "*")):
         if _run_alive(leftover.name[len(_OLD_PREFIX):]):
@@ -279,9 +360,9 @@ def _link_old(staging: Path, target: Path, paths: Iterable[str]) -> None:
     for rel in paths:
         dest = new.path_for(rel)
         try:
-            os.link(os.path.join(old_root, rel), dest)
+            os.link(os.path.join(old_root, rel), dest, follow_symlinks=False)
         except OSError:
-            shutil.copy2(os.path.join(old_root, rel), dest)
+            shutil.copy2(os.path.join(old_root, rel), dest, follow_symlinks=False)
 
 
 def _swap_in(staging: Path, target: Path) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
-from cdc_generator import names, rowfilter
+from cdc_generator import control, names, rowfilter, sinktables
 from cdc_generator.config.model import (
     PLACEHOLDER,
     Config,
@@ -81,7 +81,11 @@ class SourceSpec:
     key_uniqueness: bool  # several schemas feed one topic: the key carries the schema
     key_field_name: str
     heartbeat_interval_ms: int
-    heartbeat_topic_regex: str  # the topic Debezium's heartbeats go to
+    heartbeat_action_query: str  # writes the heartbeat table (control.py)
+    signal_data_collection: str  # the signal table (control.py)
+    #: regexes of the topics only control traffic goes to: Debezium's heartbeats and the
+    #: control tables' changes (kept a day, not forever)
+    control_topics: str
     snapshot_mode: str
     topic_settings: TopicSettings
 
@@ -159,8 +163,30 @@ def build_plan(config: Config, *, service: str | None = None,
                environment: str | None = None) -> Plan:
     """Expand the whole config (collisions are checked across all of it), then
     keep the pipelines of the requested service/environment."""
+    pipelines = _expand(config, rowfilter.TenantFilters())
+    problems = collisions(pipelines, config)
+    if problems:
+        raise ConfigError(problems)
+    chosen = tuple(
+        p for p in pipelines
+        if (service is None or p.service == service)
+        and (environment is None or p.environment == environment)
+    )
+    return Plan(chosen, config.groups_file)
+
+
+def check(config: Config) -> list[Problem]:
+    """The collisions of a config that has other problems too (so one run reports
+    them all): filters, which may be invalid, are left as written."""
+    return collisions(_expand(config, None), config)
+
+
+def collisions(pipelines: list[Pipeline], config: Config) -> list[Problem]:
+    return [*_collisions(pipelines, config), *sinktables.collisions(pipelines, config)]
+
+
+def _expand(config: Config, filters: rowfilter.TenantFilters | None) -> list[Pipeline]:
     pipelines: list[Pipeline] = []
-    filters = rowfilter.TenantFilters()
     for svc in config.services:
         group = config.group(svc.server_group)
         if group is None:
@@ -173,15 +199,7 @@ def build_plan(config: Config, *, service: str | None = None,
             for env in config.environments
             for db, tables in zip(dbs, captured, strict=True)
         )
-    problems = list(_collisions(pipelines, config))
-    if problems:
-        raise ConfigError(problems)
-    chosen = tuple(
-        p for p in pipelines
-        if (service is None or p.service == service)
-        and (environment is None or p.environment == environment)
-    )
-    return Plan(chosen, config.groups_file)
+    return pipelines
 
 
 def _databases_of(group: ServerGroup, service: Service) -> list[Database]:
@@ -190,7 +208,7 @@ def _databases_of(group: ServerGroup, service: Service) -> list[Database]:
 
 
 def _captured_tables(service: Service, group: ServerGroup, db: Database,
-                     filters: rowfilter.TenantFilters) -> tuple[CapturedTable, ...]:
+                     filters: rowfilter.TenantFilters | None) -> tuple[CapturedTable, ...]:
     customer = db.customer if group.type is GroupType.DB_PER_TENANT else None
     prefix = names.topic_prefix(service.name, customer)
     return tuple(
@@ -212,23 +230,26 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
     prefix = names.topic_prefix(service.name, customer)
     key_uniqueness = tables.key_uniqueness
     slot = names.slot_name(service.name, customer, env.name)
+    ctl = control.Control.of(slot)
     base = _k8s(service.name, *([customer] if customer else []))
     escaped = _regex_literal(prefix)
     source = SourceSpec(
         name=f"source-{base}",
         database=db.name_in(env.name),
-        hostname=_connect_ref(group.server.host.value),
+        hostname=_connect_ref(names.url_host(group.server.host.value)),
         port=_connect_ref(group.server.port.value),
         user=_connect_ref(group.server.user.value),
         password=_connect_ref(group.server.password.value),
         slot_name=slot,
         publication_name=slot,
-        publication_autocreate_mode=(
-            "disabled" if tables.filtered_tables else "filtered"
-        ),
+        # cdc-generator apply (or the generated source SQL) owns the publication: the
+        # connector needs no table ownership, and a table added to the config joins the
+        # publication only together with its backfill (changes.py)
+        publication_autocreate_mode="disabled",
         topic_prefix=prefix,
         tables=tables.tables,
-        table_include_list=tables.table_include_list,
+        table_include_list=(f"{tables.table_include_list},{_regex_literal(ctl.signal_qualified)},"
+                            f"{_regex_literal(ctl.heartbeat_qualified)}"),
         message_key_columns=tables.message_key_columns,
         topics=tables.topics,
         filtered_tables=tables.filtered_tables,
@@ -237,7 +258,10 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         key_uniqueness=key_uniqueness,
         key_field_name=ROUTER_KEY_FIELD,
         heartbeat_interval_ms=env.heartbeat_interval_ms,
-        heartbeat_topic_regex=f"{_regex_literal(HEARTBEAT_TOPIC_PREFIX)}\\.{escaped}",
+        heartbeat_action_query=ctl.heartbeat_query(),
+        signal_data_collection=ctl.signal_qualified,
+        control_topics=",".join((f"{_regex_literal(HEARTBEAT_TOPIC_PREFIX)}\\.{escaped}",
+                                 *(f"{escaped}\\.{_regex_literal(t)}" for t in ctl.tables))),
         snapshot_mode=env.snapshot_mode,
         topic_settings=env.topics,
     )
@@ -250,7 +274,7 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         database=_connect_ref(sink_db),
         target_schemas=target_schemas,
         connection_url=(
-            f"jdbc:postgresql://{_connect_ref(env.sink.host.value)}:"
+            f"jdbc:postgresql://{_connect_ref(names.url_host(env.sink.host.value))}:"
             f"{_connect_ref(env.sink.port.value)}/{_connect_ref(sink_db)}"
         ),
         user=_connect_ref(env.sink.user.value),
@@ -276,11 +300,16 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
 
 
 
-def _filter(table: Table, customer: str | None, filters: rowfilter.TenantFilters) -> str | None:
+def _filter(table: Table, customer: str | None,
+            filters: rowfilter.TenantFilters | None) -> str | None:
     if table.filter is None:
         return None
+    if filters is None:
+        return table.filter
     return filters.canonical(table.filter, customer)
 
+
+_KAFKA_ALIKE = "('.' and '_' alike) "
 
 # Every name two connectors of one environment must not share, by kind: the one
 # list both the quick test and the search for the colliding pair read.
@@ -289,6 +318,13 @@ _CLAIMS: tuple[tuple[str, Callable[[Pipeline], Iterable[str]]], ...] = (
     ("topic prefix", lambda p: (p.source.topic_prefix,)),
     ("connector name", lambda p: (f"{p.namespace}/{p.source.name}",)),
     ("topic", lambda p: p.sink.topics),  # = p.source.topics, sorted
+)
+# Kafka refuses a topic that equals another once '.' and '_' are the same: the
+# topic names above, so told apart (_any_shared tests them in bulk)
+_ALIKE = frozenset({"topic prefix", "topic"})
+_KAFKA_CLAIMS: tuple[tuple[str, Callable[[Pipeline], Iterable[str]]], ...] = (
+    (_KAFKA_ALIKE + "topic prefix", lambda p: (names.kafka_topic_key(p.source.topic_prefix),)),
+    (_KAFKA_ALIKE + "topic", lambda p: tuple(names.kafka_topic_key(t) for t in p.sink.topics)),
 )
 
 
@@ -299,18 +335,31 @@ def _collisions(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
     origins = {s.name: s.origin for s in config.services}
     seen: dict[tuple[str, str, str], Pipeline] = {}
     for p in pipelines:
-        for kind, values in _CLAIMS:
+        for kind, values in (*_CLAIMS, *_KAFKA_CLAIMS):
             for value in values(p):
                 key = (p.environment, kind, value)
                 other = seen.setdefault(key, p)
                 if other is not p:
+                    what = f"{kind} {value!r} of {_who(p)}"
+                    if kind.startswith(_KAFKA_ALIKE):
+                        mine, theirs = _named(kind, value, p), _named(kind, value, other)
+                        if mine & theirs:
+                            continue  # the very same name: reported as such
+                        what = (f"{kind[len(_KAFKA_ALIKE):]} {min(mine)!r} of {_who(p)}, "
+                                f"the same to Kafka as {min(theirs)!r},")
                     yield _origin(origins, p).problem(
-                        f"{kind} {value!r} of {_who(p)} collides with {_who(other)} "
-                        f"in environment {p.environment!r}",
-                        "two connectors must never share a slot, topic prefix or topic: "
-                        "rename a service or customer",
+                        f"{what} collides with {_who(other)} in environment {p.environment!r}",
+                        "two connectors must never share a slot, topic prefix or topic, "
+                        "nor topics that differ only in '.' against '_' (Kafka refuses "
+                        "those): rename a service, customer or table",
                     )
                     seen[key] = p
+
+
+def _named(kind: str, key: str, p: Pipeline) -> set[str]:
+    """The names of `p` whose Kafka key is `key`."""
+    names_ = (p.source.topic_prefix,) if kind.endswith("prefix") else p.sink.topics
+    return {n for n in names_ if names.kafka_topic_key(n) == key}
 
 
 def _any_shared(pipelines: list[Pipeline]) -> bool:
@@ -320,9 +369,12 @@ def _any_shared(pipelines: list[Pipeline]) -> bool:
     for p in pipelines:
         by_env[p.environment].append(p)
     for ps in by_env.values():
-        for _kind, values in _CLAIMS:
+        for kind, values in _CLAIMS:
             names_ = [v for p in ps for v in values(p)]
-            if len(set(names_)) != len(names_):
+            unique = set(names_)
+            if len(unique) != len(names_):
+                return True
+            if kind in _ALIKE and len({n.replace(".", "_") for n in unique}) != len(unique):
                 return True
     return False
 

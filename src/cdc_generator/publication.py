@@ -1,16 +1,19 @@
-"""Publication SQL for sources with row-filtered tables (pure: plan in, text out).
+"""The SQL a source database needs before its connector runs (pure: plan in, text out).
 
-When a source has a filtered table, the plan sets `publication.autocreate.mode:
-disabled`, so the publication must exist before the connector starts. This
-module writes the SQL that creates it: every captured table of the source, the
-filtered ones with `WHERE (...)`. The script is idempotent (a DO block that
-creates the publication or resets its table list), so it is re-run after every
-config change.
+Every source runs with `publication.autocreate.mode: disabled`: the connector's role
+needs no table ownership, and a table joins the publication only together with its
+backfill (changes.py). This module writes, per source database, the one script that
+prepares it: the connector's control tables (control.py), the publication of every
+captured table (the filtered ones with `WHERE (...)`) and the control tables, and,
+while the connector has never run (no slot yet, so its initial snapshot will read
+every table), the ledger rows saying no backfill is due. The script is idempotent:
+re-run it after every config change; `cdc-generator apply` runs the same statements
+and also sends the backfills a table added to a running pipeline needs.
 
-One file per source database: `publication.sql` for a db-shared service, and
-`publication-<customer>.sql` per tenant database of a db-per-tenant service,
-because each tenant's publication lives in that tenant's database and a plain
-SQL file (no psql `\\connect`) runs with any client.
+One file per source database: `source.sql` for a db-shared service, and
+`source-<customer>.sql` per tenant database of a db-per-tenant service, because each
+tenant's objects live in that tenant's database and a plain SQL file (no psql
+`\\connect`) runs with any client.
 """
 
 from __future__ import annotations
@@ -42,20 +45,32 @@ def literal(text: str) -> str:
 
 def file_name(pipeline: Pipeline) -> str:
     if pipeline.customer is None:
-        return "publication.sql"
-    return f"publication-{names.k8s(pipeline.customer)}.sql"
+        return "source.sql"
+    return f"source-{names.k8s(pipeline.customer)}.sql"
 
 
 def path_of(pipeline: Pipeline) -> str:
     return f"sql/{names.k8s(pipeline.service)}/{pipeline.environment}/{file_name(pipeline)}"
 
 
-def needs_publication_sql(pipeline: Pipeline) -> bool:
-    return bool(pipeline.source.filtered_tables)
-
-
 def render_one(plan: Plan, pipeline: Pipeline) -> SqlFile:
-    return SqlFile(path_of(pipeline), header(plan, pipeline) + statement(pipeline.source))
+    return SqlFile(path_of(pipeline), header(plan, pipeline) + setup_sql(pipeline.source))
+
+
+def setup_sql(source: SourceSpec) -> str:
+    """Every statement of the source's SQL file, in order."""
+    ctl = control.Control.of(source.slot_name)
+    return "\n".join([
+        "-- the connector's control tables: backfill signals and heartbeats",
+        *(f"{s};" for s in ctl.create_statements()),
+        "",
+        "-- the publication: the captured tables and the control tables",
+        statement(source),
+        "-- While the connector has never run (no slot yet), its initial snapshot reads",
+        "-- every table: record that no backfill is due for them.",
+        covered_statement(source),
+        "",
+    ])
 
 
 def header(plan: Plan, pipeline: Pipeline) -> str:
@@ -65,21 +80,37 @@ def header(plan: Plan, pipeline: Pipeline) -> str:
         "-- `cdc-generator generate`.",
         f"-- Inputs: {plan.groups_file}, {pipeline.service_file}",
         "--",
-        f"-- Publication {source.publication_name} for connector {source.name}, which runs",
-        "-- with publication.autocreate.mode=disabled because some tables are row-filtered.",
-        f"-- Run it in database {source.database} before deploying the connector, as a role",
-        "-- that owns the tables (PostgreSQL 15 or later), for example:",
+        f"-- What connector {source.name} needs in database {source.database} before it",
+        f"-- runs: control tables in schema {control.SCHEMA} and publication "
+        f"{source.publication_name}.",
+        "-- Run it as a role that owns the tables (PostgreSQL 15 or later), then grant the",
+        "-- connector's role INSERT and UPDATE on the heartbeat table, for example:",
         f"--   psql -v ON_ERROR_STOP=1 -d {source.database} -f {file_name(pipeline)}",
-        "-- It is re-runnable: it creates the publication, or resets its tables and filters.",
-        "-- A db-per-tenant service gets one such file per tenant database",
-        "-- (publication-<customer>.sql); a db-shared service one publication.sql.",
+        "-- It is re-runnable: it creates what is missing and resets the publication's",
+        "-- tables and filters. A table added to a running pipeline also needs a backfill:",
+        "-- `cdc-generator apply --connect-url ...` sends it once the connector runs with",
+        "-- the table (`cdc-generator plan` shows the statement).",
         "",
     ])
 
 
+def covered_statement(source: SourceSpec) -> str:
+    ctl = control.Control.of(source.slot_name)
+    message = literal('{"message": "cdc-generator: read by the initial snapshot"}')
+    return "\n".join([
+        f"INSERT INTO {ident(control.SCHEMA)}.{ident(ctl.signal_table)} (id, type, data)",
+        f"SELECT {literal(control.COVERED_PREFIX)} || pr.oid, 'log', {message}",
+        "  FROM pg_catalog.pg_publication_rel pr",
+        "  JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid",
+        f" WHERE p.pubname = {literal(source.publication_name)}",
+        "   AND NOT EXISTS (SELECT FROM pg_catalog.pg_replication_slots",
+        f"                    WHERE slot_name = {literal(source.slot_name)})",
+        "ON CONFLICT (id) DO NOTHING;",
+    ])
+
+
 def table_list(source: SourceSpec) -> str:
-    """Every captured table (the filtered ones with WHERE), then the connector's
-    control tables (control.py)."""
+    """Every captured table (the filtered ones with WHERE), then the control tables."""
     items = []
     for table in source.tables:
         item = f"{ident(table.schema)}.{ident(table.name)}"
@@ -87,7 +118,7 @@ def table_list(source: SourceSpec) -> str:
             item += f" WHERE ({table.filter})"
         items.append(item)
     ctl = control.Control.of(source.slot_name)
-    items += [f"{ident(control.SCHEMA)}.{ident(t)}" for t in ctl.tables]
+    items += [f"{ident(control.SCHEMA)}.{ident(name)}" for name in ctl.tables]
     return ",\n      ".join(items)
 
 

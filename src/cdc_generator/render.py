@@ -5,20 +5,46 @@ from __future__ import annotations
 import json.encoder
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
+from jinja2.exceptions import SecurityError
 
-from cdc_generator import names, publication, sink_sql
+from cdc_generator import names, publication, sandbox, sink_sql
+from cdc_generator.config.model import TopicSettings
 from cdc_generator.errors import ConfigError, Problem
-from cdc_generator.plan import Pipeline, Plan
+from cdc_generator.plan import CapturedTable, Pipeline, Plan, SinkSpec, SourceSpec
 
 SOURCE_TEMPLATE = "source-pipeline.yaml"
 SINK_TEMPLATE = "sink-pipeline.yaml"
-TEMPLATES_DIR = "templates"
+TEMPLATES_DIR = sandbox.TEMPLATES_DIR
+API_VERSION = "kafka.strimzi.io/v1"
+KIND = "KafkaConnector"
+CONNECTOR_CLASS = {
+    SOURCE_TEMPLATE: "io.debezium.connector.postgresql.PostgresConnector",
+    SINK_TEMPLATE: "io.debezium.connector.jdbc.JdbcSinkConnector",
+}
+_STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{t}" for t in ("str", "seq", "map"))
+
+
+class _ShapeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's composer with every plain scalar taken as a string: the shape
+    check compares a few values with strings, so resolving each scalar's type
+    (a Python call with regular expressions, per scalar) would be wasted."""
+
+    def resolve(self, kind: type, value: object, implicit: object) -> str:
+        return _STR if kind is yaml.ScalarNode else _SEQ if kind is yaml.SequenceNode else _MAP
+
+    def descend_resolver(self, current_node: object, current_index: object) -> None:
+        pass  # path-dependent resolvers: none
+
+    def ascend_resolver(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -38,19 +64,9 @@ def _quote(value: Any) -> str:
     return _encode_string(str(value))
 
 
-def make_environment(root: Path) -> jinja2.Environment:
-    loaders: list[jinja2.BaseLoader] = []
-    if (root / TEMPLATES_DIR).is_dir():
-        loaders.append(jinja2.FileSystemLoader(root / TEMPLATES_DIR))
-    loaders.append(jinja2.PackageLoader("cdc_generator", TEMPLATES_DIR))
-    env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # YAML, not HTML: quoting is explicit through |q
-        keep_trailing_newline=True,
-        trim_blocks=False,
-        lstrip_blocks=False,
-    )
+def make_environment(root: Path) -> sandbox.BoundedEnvironment:
+    env = sandbox.make_environment(root)
+    env.allow_data(Pipeline, SourceSpec, SinkSpec, CapturedTable, TopicSettings)
     env.filters["q"] = _quote
     env.filters["k8s"] = cache(names.k8s)  # pure; called with the same few names
     return env
@@ -65,22 +81,31 @@ class Renderer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.env = make_environment(root)
+        self.loader: sandbox.Loader = self.env.loader  # type: ignore[assignment]
         self._templates: dict[str, jinja2.Template] = {}
+        self._trusted: dict[str, bool] = {}
+        self._checked: set[str] = set()  # trusted templates whose output shape was checked
         self._origins: dict[str, str] = {}  # template_origin() of each template, for this run
 
     def template(self, name: str) -> jinja2.Template:
         if name not in self._templates:
             try:
-                self._templates[name] = self.env.get_template(name)
-            except jinja2.TemplateSyntaxError as exc:
-                raise ConfigError([Problem(
-                    f"{TEMPLATES_DIR}/{name}", exc.lineno or 0, 1, "",
-                    f"template syntax error: {exc.message}")]) from None
-            except jinja2.TemplateNotFound:
+                # read first: an untrusted template is compiled under the limits too, as
+                # compiling evaluates constant expressions
+                self.loader.get_source(self.env, name)
+                trusted = self.loader.trusted[name]
+                with nullcontext() if trusted else sandbox.bounded():
+                    self._templates[name] = self.env.get_template(name)
+                self._trusted[name] = trusted
+            except jinja2.TemplateNotFound as exc:
+                if exc.name != name:
+                    raise ConfigError([self._problem(exc, name)]) from None
                 raise ConfigError([Problem(
                     f"{TEMPLATES_DIR}/{name}", message="template not found",
                     hint="restore it, or delete templates/ to use the built-in templates",
                 )]) from None
+            except Exception as exc:  # anything a template's text can cause
+                raise ConfigError([self._problem(exc, name)]) from None
         return self._templates[name]
 
     def render(self, plan: Plan) -> list[RenderedFile]:
@@ -99,10 +124,9 @@ class Renderer:
                 body = self._render_one(template_name, pipeline, role, spec)
                 header = self._header(plan, pipeline, template_name)
                 yield RenderedFile(f"{pipeline.directory}/{spec.name}.yaml", header + body)
-            # row-filtered sources need their publication created up front (publication.py)
-            if publication.needs_publication_sql(pipeline):
-                sql = publication.render_one(plan, pipeline)
-                yield RenderedFile(sql.path, sql.text)
+            # what the source database needs before the connector runs (publication.py)
+            sql = publication.render_one(plan, pipeline)
+            yield RenderedFile(sql.path, sql.text)
 
     def plan_files(self, plan: Plan) -> Iterator[RenderedFile]:
         """The files that list many pipelines: kustomizations, sink schemas."""
@@ -121,15 +145,63 @@ class Renderer:
         self.template(SOURCE_TEMPLATE)
         self.template(SINK_TEMPLATE)
 
-    def _render_one(self, name: str, pipeline: Pipeline, role: str, spec: object) -> str:
+    def _render_one(self, name: str, pipeline: Pipeline, role: str,
+                    spec: SourceSpec | SinkSpec) -> str:
         template = self.template(name)
+        context = {"pipeline": pipeline, role: spec}
         try:
-            return template.render(pipeline=pipeline, **{role: spec})
-        except jinja2.UndefinedError as exc:
+            if self._trusted[name]:
+                text = template.render(context)
+            else:
+                with sandbox.bounded():
+                    text = sandbox.render_capped(template, context)
+        except Exception as exc:  # anything a template can raise, or the limits
+            raise ConfigError([self._problem(exc, name, role)]) from None
+        if not self._trusted[name] or name not in self._checked:
+            self._check_output(name, text, spec.name)
+            self._checked.add(name)
+        return text
+
+    def _check_output(self, name: str, text: str, connector: str) -> None:
+        """The output must be one KafkaConnector of the template's connector class."""
+        found = manifest_problem(text, CONNECTOR_CLASS[name], connector)
+        if found is not None:
+            message, needle = found
             raise ConfigError([Problem(
-                f"{TEMPLATES_DIR}/{name}", _template_line(exc, template.filename), 1,
-                message=f"template uses an unknown value: {exc.message}",
-                hint=f"the {role} template gets 'pipeline' and '{role}'")]) from None
+                self.loader.shown.get(name, f"{TEMPLATES_DIR}/{name}"),
+                _line_of(self.loader, name, needle), 1, "", message,
+                f"the template must produce one {KIND} ({API_VERSION}) named by "
+                f"{'source' if name == SOURCE_TEMPLATE else 'sink'}.name, with spec.class "
+                f"{CONNECTOR_CLASS[name]}")]) from None
+
+    def _problem(self, exc: BaseException, name: str, role: str | None = None) -> Problem:
+        """A template's failure, at the template (an included one, if it failed) and line."""
+        where, line = _template_line(exc, self.loader)
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            where, line = exc.name or where or name, exc.lineno or line
+            message = f"template syntax error: {exc.message}"
+        elif isinstance(exc, sandbox.TemplateProblem):  # at the include, if one led there
+            where, message = where or exc.name, str(exc)
+        elif isinstance(exc, jinja2.TemplateNotFound):
+            message = f"template {_shown(str(exc.name))!r} not found in {TEMPLATES_DIR}/"
+        elif isinstance(exc, jinja2.UndefinedError):
+            message = f"template uses an unknown value: {exc.message}"
+        elif isinstance(exc, SecurityError):
+            message = f"template does something the sandbox refuses: {exc}"
+        elif isinstance(exc, sandbox.RenderTimeout):
+            message = f"template took more than {sandbox.CPU_SECONDS:g} s of CPU time"
+        elif isinstance(exc, MemoryError):
+            message = (f"template needs more than {sandbox.MEMORY_BYTES // (1024 * 1024)} MiB "
+                       "of memory")
+        elif isinstance(exc, RecursionError):
+            message = "template recurses too deeply"
+        else:
+            message = f"template failed: {type(exc).__name__}: {exc}"
+        hint = getattr(exc, "hint", "") or (
+            f"the {role} template gets 'pipeline' and '{role}'" if role else "")
+        where = where or name
+        return Problem(self.loader.shown.get(where, f"{TEMPLATES_DIR}/{where}"), line,
+                       1 if line else 0, "", _shown(message)[:500], hint)
 
     def _header(self, plan: Plan, pipeline: Pipeline, template_name: str) -> str:
         origin = self._origins.get(template_name)
@@ -143,15 +215,79 @@ class Renderer:
         )
 
 
-def _template_line(exc: BaseException, filename: str | None) -> int:
-    """The template line an error was raised at: Jinja2 puts frames with the
+def _template_line(exc: BaseException, loader: sandbox.Loader) -> tuple[str | None, int]:
+    """The template and line an error was raised at: Jinja2 puts frames with the
     template's file name and line into the traceback; the innermost one counts."""
-    line, tb = 0, exc.__traceback__
+    where, line, tb = None, 0, exc.__traceback__
     while tb is not None:
-        if filename is not None and tb.tb_frame.f_code.co_filename == filename:
-            line = tb.tb_lineno
+        name = loader.filenames.get(tb.tb_frame.f_code.co_filename)
+        if name is not None:
+            where, line = name, tb.tb_lineno
         tb = tb.tb_next
-    return line
+    return where, line
+
+
+def _shown(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def manifest_problem(text: str, connector_class: str, name: str) -> tuple[str, str] | None:
+    """What makes `text` other than one KafkaConnector `name` of `connector_class`,
+    with a key to look for in the template; None when it is one."""
+    try:
+        node = yaml.compose(text.encode("utf-8"), Loader=_ShapeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (output line {mark.line + 1})" if mark else ""
+        return f"the template's output is not valid YAML: {exc.problem or exc.context}{where}", ""
+    except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
+        return f"the template's output is not valid YAML: {exc}", ""
+    top = _mapping(node)
+    if top is None:
+        return (f"the template's output is not one {KIND} resource (one YAML mapping, each "
+                "key once)", "")
+    wanted = (("apiVersion", API_VERSION), ("kind", KIND))
+    for key, value in wanted:
+        if _scalar(top.get(key)) != value:
+            return f"the template's output must have {key}: {value}", f"{key}:"
+    metadata, spec = _mapping(top.get("metadata")), _mapping(top.get("spec"))
+    if metadata is None or _scalar(metadata.get("name")) != name:
+        return f"the template's output must have metadata.name {name!r}", "name:"
+    if spec is None or _scalar(spec.get("class")) != connector_class:
+        return f"the template's output must have spec.class {connector_class}", "class:"
+    return None
+
+
+def _mapping(node: yaml.Node | None) -> dict[str, yaml.Node] | None:
+    """A mapping node's keys; None for anything else or a key given twice."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    out: dict[str, yaml.Node] = {}
+    for key, value in node.value:
+        text = _scalar(key)
+        if text is None or text in out:
+            return None
+        out[text] = value
+    return out
+
+
+def _scalar(node: yaml.Node | None) -> str | None:
+    if isinstance(node, yaml.ScalarNode) and node.tag == _STR:
+        return str(node.value)
+    return None
+
+
+def _line_of(loader: sandbox.Loader, name: str, needle: str) -> int:
+    """The first line of template `name` holding `needle` (1 when none does)."""
+    if needle:
+        try:
+            source = loader.get_source(jinja2.Environment(), name)[0]
+        except Exception:  # it rendered a moment ago; if it is gone now, say line 1
+            return 1
+        for number, line in enumerate(source.splitlines(), start=1):
+            if line.strip().startswith(needle):
+                return number
+    return 1
 
 
 def _kustomization(plan: Plan, service_file: str, resources: list[str]) -> str:

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from cdc_generator import localpg
+from cdc_generator import localpg, publication
 from cdc_generator.cli import main
+from cdc_generator.config.repo import load_config
+from cdc_generator.plan import build_plan
 from tests.db.repo import ORDERS_SERVICE, point_env_at, shop_groups, write_repo
 
 TABLES = """
@@ -44,6 +46,11 @@ class Shop:
         checks: list[dict[str, Any]] = payload["checks"]
         return rc, checks
 
+    def setup(self) -> None:
+        """Run the generated source SQL, as README says to before deploying."""
+        for pipeline in build_plan(load_config(self.root), environment="dev").pipelines:
+            self.sql(publication.setup_sql(pipeline.source))
+
     def service(self, text: str) -> None:
         (self.root / "services" / "orders.yaml").write_text(textwrap.dedent(text))
 
@@ -74,6 +81,7 @@ def shop(pg_server: localpg.LocalPostgres, pg_db: str, tmp_path: Path,
     point_env_at(monkeypatch, pg_server)
     s = Shop(pg_server, pg_db, root, capsys)
     s.sql(TABLES)
+    s.setup()
     return s
 
 
@@ -85,7 +93,7 @@ def test_everything_passes(shop: Shop) -> None:
                    "max_wal_senders", "table_exists", "select_privilege", "replica_identity",
                    "publication"}
     assert len(by_id(checks, "table_exists")) == 2
-    assert "creates it" in by_id(checks, "publication")[0]["message"]
+    assert "has the expected 4 table(s)" in by_id(checks, "publication")[0]["message"]
 
 
 def test_text_report(shop: Shop) -> None:
@@ -95,7 +103,8 @@ def test_text_report(shop: Shop) -> None:
     out = shop.capsys.readouterr().out
     assert "FAIL table_exists" in out
     assert "--remove-table order_lines --schema public" in out
-    assert "checks: 1 failed" in out
+    # the missing table, and the publication that lost it
+    assert "checks: 2 failed" in out
 
 
 def test_missing_table_and_primary_key(shop: Shop) -> None:
@@ -168,14 +177,16 @@ def test_row_filter_and_publication(shop: Shop) -> None:
     assert rc == 0, [c for c in checks if c["status"] != "pass"]
     with shop.server.connect(shop.db) as conn:
         rows = conn.execute("SELECT tablename::text, rowfilter FROM pg_publication_tables "
-                            "WHERE pubname = 'cdc_orders_dev' ORDER BY 1").fetchall()
+                            "WHERE pubname = 'cdc_orders_dev' AND schemaname = 'public' "
+                            "ORDER BY 1").fetchall()
     assert rows == [("order_lines", None), ("orders", "(region = 'eu'::text)")]
     # drift: someone changed the filter by hand
     shop.sql("ALTER PUBLICATION cdc_orders_dev SET TABLE public.orders WHERE (region = 'us')")
     rc, checks = shop.preflight()
     message = by_id(checks, "publication")[0]["message"]
     assert rc == 1
-    assert "misses public.order_lines" in message
+    assert message.startswith("publication 'cdc_orders_dev' misses ")
+    assert "public.order_lines;" in message
     assert "expected region" in message
     shop.apply_fixes(checks)
     assert shop.preflight()[0] == 0
@@ -211,6 +222,7 @@ def test_server_settings_fail_then_pass_after_fix_and_restart(
         point_env_at(monkeypatch, server)
         s = Shop(server, "shop", root, capsys)
         s.sql(TABLES + "SELECT pg_create_physical_replication_slot('standby');")
+        s.setup()
         rc, checks = s.preflight()
         failing = {c["check"] for c in checks if c["status"] == "fail"}
         assert rc == 1

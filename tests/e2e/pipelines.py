@@ -276,12 +276,14 @@ SINK_SQL = "sink-schemas.sql"
 
 
 def apply_generated_sql(pg: localpg.LocalPostgres, sink: localpg.LocalPostgres, root: Path, *,
-                        environment: str) -> list[str]:
+                        environment: str, sink_schemas: bool = True) -> list[str]:
     """Run every generated/sql/<service>/<environment>/*.sql as its header says: the
-    publications in their source databases on ``pg``, the sink schemas in their sink
-    database on ``sink``; the files run."""
+    source SQL in the source databases on ``pg``, the sink schemas (unless not
+    ``sink_schemas``) in their sink database on ``sink``; the files run."""
     ran = []
     for path in sorted((root / GENERATED_DIR / "sql").glob(f"*/{environment}/*.sql")):
+        if path.name == SINK_SQL and not sink_schemas:
+            continue
         text = path.read_text(encoding="utf-8")
         found = _RUN_IN.search(text)
         assert found, f"{path}: its header does not say which database it is for"

@@ -81,13 +81,16 @@ def test_broken_plugin_name_is_reported_with_file_line_and_key(
 
 
 def test_table_missing_from_include_list_names_file_and_table(
-        shared_stack: Stack, pg_server: localpg.LocalPostgres, tmp_path: Path) -> None:
+        shared_stack: Stack, pg_server: localpg.LocalPostgres, sink_pg: localpg.LocalPostgres,
+        tmp_path: Path) -> None:
     # keep only the first table of table.include.list
     root = broken_root(tmp_path, "table.include.list: {{ source.table_include_list | q }}",
                        "table.include.list: {{ source.table_include_list.split(',')[0] | q }}")
     (connector,) = pl.sources(connect.load_generated(root, environment="nonprod"))
     assert connector.config["table.include.list"] == "public\\.kept"
-    with pl.databases(pg_server, {"e2e_broken_db": BROKEN_DDL}):
+    with pl.databases(pg_server, {"e2e_broken_db": BROKEN_DDL}), \
+            pl.databases(sink_pg, {"e2ebroken": ""}):
+        pl.apply_generated_sql(pg_server, sink_pg, root, environment="nonprod")
         pl.assert_valid(shared_stack.connect_url, [connector])
         running = pl.start_connectors(shared_stack, [connector])
         try:

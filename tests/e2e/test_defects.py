@@ -181,8 +181,8 @@ def running(pipelines: Pipelines, tmp_path_factory: pytest.TempPathFactory) -> I
             case.root = write_config(tmp_path_factory.mktemp(case.name) / "repo",
                                      templates=case.templates(), groups=case.groups(),
                                      services=case.services())
-            if case.run_sink_sql:
-                pl.apply_generated_sql(pg, sink, case.root, environment=ENVIRONMENT)
+            pl.apply_generated_sql(pg, sink, case.root, environment=ENVIRONMENT,
+                                   sink_schemas=case.run_sink_sql)
             connectors[case.name] = connect.load_generated(case.root, environment=ENVIRONMENT)
         every = [c for cs in connectors.values() for c in cs]
         cleanup.callback(pl.stop_connectors, stack, every, pg)

@@ -1,15 +1,22 @@
-"""Semantic checks a JSON Schema cannot express, run across all config files."""
+"""Semantic checks a JSON Schema cannot express, run across all config files.
+
+They run on whatever part of the config could be read: an entry that failed its
+schema is left out, and `Unread` names what was left out, so no check reports
+something missing only because it was unreadable.
+"""
 
 from __future__ import annotations
 
 import difflib
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from cdc_generator import names, rowfilter
 from cdc_generator.config.model import (
     DEFAULT_SCHEMA,
+    PLACEHOLDER,
     Config,
     Database,
     GroupType,
@@ -17,17 +24,30 @@ from cdc_generator.config.model import (
     ServerGroup,
     Service,
     Setting,
+    Table,
 )
-from cdc_generator.config.schema import SECRET_HINT
 from cdc_generator.errors import Problem
 from cdc_generator.rowfilter import CUSTOMER_PLACEHOLDER
 
 
-def check_config(config: Config, root: Path) -> list[Problem]:
+@dataclass(frozen=True)
+class Unread:
+    """What could not be read, so may exist: names of server groups and services
+    whose entry or file is invalid, environments likewise (None: the whole
+    `environments` section), and whether server-groups.yaml was unreadable."""
+
+    groups: frozenset[str] = frozenset()
+    services: frozenset[str] = frozenset()
+    environments: frozenset[str] | None = frozenset()
+    groups_file: bool = False
+
+
+def check_config(config: Config, root: Path, unread: Unread = Unread()) -> list[Problem]:
     return [
-        *_environments(config),
-        *_groups(config, root),
-        *_services(config),
+        *_environments(config, unread),
+        *_groups(config, unread),
+        *_services(config, unread),
+        *_shared_databases(config),
     ]
 
 
@@ -38,20 +58,29 @@ def _suggest(name: str, candidates: list[str]) -> str:
     return f"known: {', '.join(sorted(candidates))}" if candidates else ""
 
 
-def _password(setting: Setting, what: str) -> Iterator[Problem]:
-    if not setting.is_placeholder:
+def _host(setting: Setting, what: str) -> Iterator[Problem]:
+    why = names.host_problem(setting.value)
+    if why is not None:
         yield setting.origin.problem(
-            f"{what} password is a literal value; secrets must not be committed",
-            SECRET_HINT,
-        )
+            f"{what} host {setting.value!r} {why}",
+            "write a host name, an IP address or a ${VAR} placeholder: no user, password, "
+            "port or parameters (those have their own keys)")
 
 
-def _environments(config: Config) -> Iterator[Problem]:
-    if not config.environments:
+def _port(setting: Setting, what: str) -> Iterator[Problem]:
+    # the schema's "integer" takes 5432.0 too (JSON has one number type)
+    if not setting.value.isdigit() and PLACEHOLDER.fullmatch(setting.value) is None:
+        yield setting.origin.problem(f"{what} port {setting.value} is not a whole number",
+                                     "write the port as digits, e.g. 5432")
+
+
+def _environments(config: Config, unread: Unread) -> Iterator[Problem]:
+    if not config.environments and unread.environments == frozenset() and not unread.groups_file:
         yield Problem(config.groups_file, 1, 1, "environments",
                       "no environments defined", "remove 'environments:' or add one")
     for env in config.environments:
-        yield from _password(env.sink.password, f"environment {env.name!r} sink")
+        yield from _host(env.sink.host, f"environment {env.name!r} sink")
+        yield from _port(env.sink.port, f"environment {env.name!r} sink")
         topics = env.topics
         if topics.min_insync_replicas > topics.replication_factor:
             yield topics.origin.problem(
@@ -60,26 +89,36 @@ def _environments(config: Config) -> Iterator[Problem]:
                 "lower min_insync_replicas, or raise replication_factor")
 
 
-def _groups(config: Config, root: Path) -> Iterator[Problem]:
-    service_names = {s.name for s in config.services}
-    env_names = {e.name for e in config.environments}
+def _groups(config: Config, unread: Unread) -> Iterator[Problem]:
+    service_names = {s.name for s in config.services} | unread.services
+    env_names = None if unread.environments is None else (
+        {e.name for e in config.environments} | unread.environments)
     by_k8s: dict[str, str] = {}
+    served_by: dict[str, ServerGroup] = {}
     for group in config.server_groups:
         if group.name in by_k8s.values():
             yield group.origin.problem(f"server group {group.name!r} is defined twice",
                                        "rename or merge one of the two groups")
         by_k8s[group.name] = group.name
-        yield from _password(group.server.password, f"server group {group.name!r}")
+        yield from _host(group.server.host, f"server group {group.name!r}")
+        yield from _port(group.server.port, f"server group {group.name!r}")
         if group.type is GroupType.DB_PER_TENANT and group.isolation is not Isolation.COLUMN:
             yield group.origin.problem(
                 "isolation applies to db-shared groups only",
                 "remove 'isolation': each tenant has its own database",
             )
+        for service in sorted({s for db in group.databases if (s := group.service_of(db))}):
+            first = served_by.setdefault(service, group)
+            if first is not group and first.name != group.name:
+                yield group.origin.problem(
+                    f"service {service!r} is served by server groups {first.name!r} and "
+                    f"{group.name!r}; a service reads from one server group",
+                    "keep its databases in the group its services/ file names")
         yield from _group_databases(group, service_names, env_names)
 
 
 def _group_databases(
-    group: ServerGroup, service_names: set[str], env_names: set[str]
+    group: ServerGroup, service_names: set[str], env_names: set[str] | None
 ) -> Iterator[Problem]:
     customers: dict[str, str] = {}
     shared_services: dict[str, str] = {}
@@ -97,11 +136,21 @@ def _group_databases(
                 f"--server-group {group.name}",
             )
         for env in dict(db.name_by_environment):
-            if env not in env_names:
+            if env_names is not None and env not in env_names:
                 yield db.origin.problem(
                     f"name_by_environment names unknown environment {env!r}",
                     _suggest(env, sorted(env_names)),
                 )
+        seen_schemas: dict[str, str] = {}
+        for schema in db.schemas:
+            if schema.lower() in seen_schemas:
+                yield db.origin.problem(
+                    f"schema {schema!r} is listed twice in database {db.name!r}"
+                    + ("" if seen_schemas[schema.lower()] == schema
+                       else f" (as {seen_schemas[schema.lower()]!r}: Debezium matches "
+                            "names regardless of case)"),
+                    "list each schema once")
+            seen_schemas.setdefault(schema.lower(), schema)
         if group.type is GroupType.DB_PER_TENANT:
             if db.customer is None:
                 yield db.origin.problem(
@@ -147,7 +196,50 @@ def _group_databases(
             )
 
 
-def _services(config: Config) -> Iterator[Problem]:
+def _shared_databases(config: Config) -> Iterator[Problem]:
+    """One source database read for two customers (or for one customer and, by a
+    db-shared group, for all): a tenant's pipeline would read another's data.
+    Two servers are the same when their host settings are the same text and
+    their ports are the same text or not both literal numbers."""
+    envs: list[str | None] = [e.name for e in config.environments] or [None]
+    reported: set[int] = set()
+    for env in envs:
+        first: dict[tuple[str, str], list[tuple[ServerGroup, Database]]] = defaultdict(list)
+        for group in config.server_groups:
+            for db in group.databases:
+                name = db.name if env is None else db.name_in(env)
+                first[group.server.host.value, name].append((group, db))
+        for (_host_text, name), readers in first.items():
+            for i, (group, db) in enumerate(readers):
+                customer = _reader(group, db)
+                for other_group, other_db in readers[:i]:
+                    other = _reader(other_group, other_db)
+                    if (customer == other or (customer is None and other is None)
+                            or not _same_port(group, other_group) or id(db) in reported):
+                        continue
+                    reported.add(id(db))
+                    yield db.origin.problem(
+                        f"database {name!r} on server {group.server.host.value!r} is read for "
+                        f"{_for(customer)} and, in server group {other_group.name!r}, for "
+                        f"{_for(other)}" + (f" (environment {env!r})" if env else ""),
+                        "each tenant needs its own database: a pipeline would read another "
+                        "tenant's data")
+
+
+def _reader(group: ServerGroup, db: Database) -> str | None:
+    return db.customer if group.type is GroupType.DB_PER_TENANT else None
+
+
+def _for(customer: str | None) -> str:
+    return "all customers (db-shared)" if customer is None else f"customer {customer!r}"
+
+
+def _same_port(a: ServerGroup, b: ServerGroup) -> bool:
+    pa, pb = a.server.port.value, b.server.port.value
+    return pa == pb or not (pa.isdigit() and pb.isdigit())
+
+
+def _services(config: Config, unread: Unread) -> Iterator[Problem]:
     group_names = sorted(g.name for g in config.server_groups)
     seen_k8s: dict[str, str] = {}
     for service in config.services:
@@ -165,11 +257,12 @@ def _services(config: Config) -> Iterator[Problem]:
         seen_k8s[k8s] = service.name
         group = config.group(service.server_group)
         if group is None:
-            origin = service.origin
-            yield origin.problem(
-                f"server group {service.server_group!r} does not exist in {config.groups_file}",
-                _suggest(service.server_group, group_names),
-            )
+            if not unread.groups_file and service.server_group not in unread.groups:
+                yield service.origin.problem(
+                    f"server group {service.server_group!r} does not exist in "
+                    f"{config.groups_file}", _suggest(service.server_group, group_names),
+                )
+            yield from _tables(service, None)
             continue
         if not group.databases_of(service.name):
             yield service.origin.problem(
@@ -179,19 +272,25 @@ def _services(config: Config) -> Iterator[Problem]:
         yield from _tables(service, group)
 
 
-def _tables(service: Service, group: ServerGroup) -> Iterator[Problem]:
-    dbs = group.databases_of(service.name)
+def _tables(service: Service, group: ServerGroup | None) -> Iterator[Problem]:
+    """The checks of a service's tables; those needing its server group only when
+    it could be read."""
+    dbs = group.databases_of(service.name) if group is not None else []
     listed = {s for db in dbs for s in db.schemas}
     by_name: dict[str, set[str | None]] = defaultdict(set)
     yield from _captured_twice(service, dbs)
     for table in service.tables:
-        by_name[table.name].add(table.schema)
+        by_name[table.name.lower()].add(table.schema)
         if not table.primary_key:
             yield table.origin.problem(
                 f"table {table.name!r} has no primary_key",
                 "set primary_key (one column or a list), or let "
                 "'cdc-generator manage-service --add-table' read it from the database",
             )
+        if table.filter:
+            yield from _filter(table, group, dbs)
+        if group is None:
+            continue
         if table.schema and listed and table.schema not in listed:
             yield table.origin.problem(
                 f"schema {table.schema!r} is not among the database's schemas "
@@ -201,18 +300,7 @@ def _tables(service: Service, group: ServerGroup) -> Iterator[Problem]:
         if table.schema is None and not listed and group.isolation is Isolation.SCHEMA:
             yield table.origin.problem("table has no schema and the database lists none",
                                        "set 'schema:' on the table or list the database's schemas")
-        if table.filter:
-            try:
-                rowfilter.canonical(table.filter.replace(CUSTOMER_PLACEHOLDER, "tenant"))
-            except rowfilter.RowFilterError as exc:
-                yield table.origin.problem(f"filter: {exc}", exc.hint)
-        if (table.filter and CUSTOMER_PLACEHOLDER in table.filter
-                and group.type is GroupType.DB_SHARED):
-            yield table.origin.problem(
-                f"{CUSTOMER_PLACEHOLDER} in a filter needs a db-per-tenant group",
-                "a db-shared pipeline serves all customers: write the customer ids literally",
-            )
-    if group.type is GroupType.DB_PER_TENANT:
+    if group is not None and group.type is GroupType.DB_PER_TENANT:
         for name, schemas in by_name.items():
             effective = {s or DEFAULT_SCHEMA for s in schemas}
             if len(schemas) > 1 or (None in schemas and len(listed) > 1):
@@ -222,13 +310,53 @@ def _tables(service: Service, group: ServerGroup) -> Iterator[Problem]:
                     "in a db-per-tenant service give each table an explicit schema",
                 )
 
+
+def _filter(table: Table, group: ServerGroup | None, dbs: list[Database]) -> Iterator[Problem]:
+    text = table.filter or ""
+    try:
+        rowfilter.check_characters(text)  # where the user wrote them, before substitution
+        rowfilter.canonical(text.replace(CUSTOMER_PLACEHOLDER, "tenant"))
+    except rowfilter.RowFilterError as exc:
+        yield table.origin.problem(f"filter: {exc}", exc.hint)
+        return
+    if CUSTOMER_PLACEHOLDER not in text:
+        return
+    if group is None:  # the ids are unknown, but not where the placeholder stands
+        why = rowfilter.placement_problem(text)
+        if why is not None:
+            yield table.origin.problem(f"filter: {why}", _FILTER_HINT)
+        return
+    if group.type is GroupType.DB_SHARED:
+        yield table.origin.problem(
+            f"{CUSTOMER_PLACEHOLDER} in a filter needs a db-per-tenant group",
+            "a db-shared pipeline serves all customers: write the customer ids literally",
+        )
+        return
+    for db in dbs:
+        if db.customer is None:
+            continue
+        why = rowfilter.substitution_problem(text, db.customer)
+        if why is not None:
+            yield table.origin.problem(f"filter: for customer {db.customer!r}, {why}",
+                                       _FILTER_HINT)
+            return
+
+
+_FILTER_HINT = (f"write {CUSTOMER_PLACEHOLDER} only inside a quoted string, e.g. "
+                f"owner_id = '{CUSTOMER_PLACEHOLDER}', and not in a LIKE pattern "
+                "when customer ids hold '_'")
+
+
 def _captured_twice(service: Service, dbs: list[Database]) -> Iterator[Problem]:
     """Two entries that capture the same schema.table of one database: an entry
-    without a schema covers every schema of the database (`public` if none)."""
+    without a schema covers every schema of the database (`public` if none).
+    Debezium matches names regardless of case, so `Users` and `users` are one."""
     first: dict[tuple[str, str], int] = {}  # (schema, table) -> index of its first entry
+    listings = {db.schemas: db for db in dbs}  # tenants list the same few schemas
     for index, table in enumerate(service.tables):
-        covered = sorted({(schema, table.name) for db in dbs for schema in table.schemas_in(db)}
-                         or {(table.schema or "*", table.name)})  # no database: as written
+        covered = sorted({(schema.lower(), table.name.lower())
+                          for db in listings.values() for schema in table.schemas_in(db)}
+                         or {((table.schema or "*").lower(), table.name.lower())})
         again = [key for key in covered if key in first]
         if again:
             schema, name = again[0]
@@ -236,8 +364,7 @@ def _captured_twice(service: Service, dbs: list[Database]) -> Iterator[Problem]:
             yield table.origin.problem(
                 f"table {where!r} is listed twice (first at table #{first[again[0]] + 1})",
                 "remove the duplicate entry (an entry without 'schema:' covers every "
-                "schema of the database)",
+                "schema of the database; names differing only in case are the same table)",
             )
         for key in covered:
             first.setdefault(key, index)
-

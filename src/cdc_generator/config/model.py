@@ -192,12 +192,16 @@ def _setting(doc: Document, raw: dict[str, Any], path: KeyPath, key: str, defaul
     return Setting(text, Origin.of(doc, (*path, key)))
 
 
-def build_environments(doc: Document) -> tuple[Environment, ...]:
+def build_environments(doc: Document, skip: frozenset[str] = frozenset()
+                       ) -> tuple[Environment, ...]:
+    """The environments of schema-valid data (`skip`: names of invalid ones)."""
     raw_envs = doc.data.get("environments")
     if raw_envs is None:
         raw_envs = {name: {} for name in DEFAULT_ENVIRONMENTS}
     out = []
     for name, maybe_raw in raw_envs.items():
+        if name in skip:
+            continue
         raw = maybe_raw or {}
         path: KeyPath = ("environments", name)
         sink_raw = raw.get("sink") or {}
@@ -205,7 +209,7 @@ def build_environments(doc: Document) -> tuple[Environment, ...]:
         database = sink_raw.get("database")
         sink = Sink(
             host=_setting(doc, sink_raw, sink_path, "host", "${POSTGRES_SINK_HOST}"),
-            port=_setting(doc, sink_raw, sink_path, "port", "5432"),
+            port=_setting(doc, sink_raw, sink_path, "port", "${POSTGRES_SINK_PORT}"),
             database=(None if database is None
                       else _setting(doc, sink_raw, sink_path, "database", "")),
             user=_setting(doc, sink_raw, sink_path, "user", "${POSTGRES_USER}"),
@@ -244,9 +248,13 @@ def _topics_key_path(env_path: KeyPath, raw: dict[str, Any]) -> KeyPath:
     return (*env_path, "topics")
 
 
-def build_server_groups(doc: Document) -> tuple[ServerGroup, ...]:
+def build_server_groups(doc: Document, skip: frozenset[int] = frozenset()
+                        ) -> tuple[ServerGroup, ...]:
+    """The server groups of schema-valid data (`skip`: indexes of invalid ones)."""
     groups = []
     for gi, raw in enumerate(doc.data["server_groups"]):
+        if gi in skip:
+            continue
         path: KeyPath = ("server_groups", gi)
         server_raw = raw["server"]
         server_path = (*path, "server")
@@ -290,10 +298,13 @@ def build_server_groups(doc: Document) -> tuple[ServerGroup, ...]:
     return tuple(groups)
 
 
-def build_service(doc: Document) -> Service:
+def build_service(doc: Document, skip: frozenset[int] = frozenset()) -> Service:
+    """The service of schema-valid data (`skip`: indexes of invalid table entries)."""
     raw = doc.data
     tables = []
     for ti, t in enumerate(raw["source"]["tables"]):
+        if ti in skip:
+            continue
         pk = t.get("primary_key")
         primary_key = () if pk is None else ((pk,) if isinstance(pk, str) else tuple(pk))
         tables.append(

@@ -13,7 +13,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -44,10 +45,29 @@ def schema(name: str) -> dict[str, Any]:
 
 
 @cache
-def _validator(name: str) -> Draft202012Validator:
-    from jsonschema import Draft202012Validator
+def _ecma(pattern: str) -> re.Pattern[str]:
+    """`pattern` with ECMA-262's meaning of `$`, the end of the string: Python's `$`
+    also matches before a final newline, which would let "name\\n" through.
+    (fastjsonschema, behind the compiled validators, does the same.)"""
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
 
-    return Draft202012Validator(schema(name))
+
+def _pattern(validator: Any, patrn: str, instance: Any,
+             schema: dict[str, Any]) -> Iterator[ValidationError]:
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string") and not _ecma(patrn).search(instance):
+        yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator, validators
+
+    strict = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator, {"pattern": _pattern})
+    validator: Draft202012Validator = strict(schema(name))
+    return validator
 
 
 @cache
@@ -67,19 +87,36 @@ def fast_valid(data: Any, schema_name: str) -> bool:
     return True
 
 
-def validate(doc: Document, schema_name: str) -> list[Problem]:
-    """Every schema violation in `doc`, located and explained."""
+def validate(doc: Document, schema_name: str,
+             secrets: Collection[KeyPath] = ()) -> list[Problem]:
+    """Every schema violation in `doc`, located and explained; values at the key
+    paths `secrets` (and under password keys) are never repeated."""
+    return [problem for _path, _validator, problem in errors(doc, schema_name, secrets)]
+
+
+def errors(doc: Document, schema_name: str, secrets: Collection[KeyPath] = ()
+           ) -> list[tuple[KeyPath, str, Problem]]:
+    """`validate`'s problems, each with the key path of the value jsonschema
+    refused and the keyword it failed (to keep what is right for later checks)."""
     if fast_valid(doc.data, schema_name):
         return []
-    return [_to_problem(doc, _most_specific(error), schema_name)
-            for error in _validator(schema_name).iter_errors(doc.data)]
+    found = []
+    for error in _validator(schema_name).iter_errors(doc.data):
+        found.append((_path(error), str(error.validator),
+                      _to_problem(doc, _most_specific(error), schema_name, secrets)))
+    if not found:  # the compiled validator refused what jsonschema accepts: never wave through
+        found = [((), "", doc.problem((), "the file does not satisfy its schema",
+                                      f"see schemas/{schema_name}"))]
+    return found
 
 
 def _most_specific(error: ValidationError) -> ValidationError:
     # oneOf/anyOf report "is not valid under any of the given schemas": the
-    # branch that came closest says more.
+    # branch that came closest says more, unless the schema describes the choice.
     from jsonschema.exceptions import best_match
 
+    if _described_choice(error):
+        return error
     if error.context:
         inner = best_match(error.context)
         if inner is not None:
@@ -87,12 +124,25 @@ def _most_specific(error: ValidationError) -> ValidationError:
     return error
 
 
-def _to_problem(doc: Document, error: ValidationError, schema_name: str) -> Problem:
+def _path(error: ValidationError) -> KeyPath:
+    """Where the refused value is: a refused key name (propertyNames) is reported
+    at the key, not at the mapping holding it."""
     path: KeyPath = tuple(error.absolute_path)
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        path = (*path, error.instance)
+    return path
+
+
+def _to_problem(doc: Document, error: ValidationError, schema_name: str,
+                secrets: Collection[KeyPath] = ()) -> Problem:
+    path = _path(error)
     validator = error.validator
     instance = error.instance
     message, hint = error.message, ""
-    secret = any(str(key).lower() in SECRET_KEYS for key in path)
+    secret = (any(str(key).lower() in SECRET_KEYS for key in path)
+              or any(path[:len(s)] == s for s in secrets))
+    # jsonschema's own messages quote the whole value, secrets below it included
+    holds_secret = any(s[:len(path)] == path for s in secrets)
     if secret:  # whatever is wrong with a secret, its value is not repeated
         instance = _Withheld(instance)
     if validator == "additionalProperties" and isinstance(instance, dict):
@@ -119,15 +169,24 @@ def _to_problem(doc: Document, error: ValidationError, schema_name: str) -> Prob
         message = (f"{_describe(instance)} does not match the required pattern "
                    f"{error.validator_value}")
         hint = _pattern_hint(str(error.validator_value))
+    elif _described_choice(error) and isinstance(error.schema, dict):
+        wanted = str(error.schema.get("description", "")).rstrip(".")
+        message = f"expected {wanted[:1].lower()}{wanted[1:]}, got {_describe(instance)}"
     elif validator == "minItems" and instance == []:
         message = "must not be empty"
     elif validator == "propertyNames":
-        message = f"{error.instance!r} is not a valid name here: {error.message}"
-    if secret:
+        message = (f"{_describe(instance)} is not a valid name here"
+                   if secret else f"{error.instance!r} is not a valid name here: {error.message}")
+    if secret or holds_secret:
         if message == error.message:  # jsonschema's own words may quote the value
             message = f"{_describe(instance)} is not valid here ({validator})"
-        hint = hint or SECRET_HINT
+        hint = hint or (SECRET_HINT if secret else "")
     return doc.problem(path, message, hint or f"see schemas/{schema_name}")
+
+
+def _described_choice(error: ValidationError) -> bool:
+    return (error.validator in {"oneOf", "anyOf"} and isinstance(error.schema, dict)
+            and "description" in error.schema)
 
 
 def _quoted_name(message: str) -> str:
@@ -170,7 +229,19 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
+_PATTERN_HINTS = {
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$":
+        "control characters (a newline, a tab, NUL) are not allowed in a value",
+    "^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$": "write a ${VAR} placeholder",
+    "^([A-Za-z0-9.:\\[\\]-]|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\})+$":
+        "write a host name (letters, digits, '-' and '.'), an IP address or a ${VAR} "
+        "placeholder; no user, password, port or parameters",
+}
+
+
 def _pattern_hint(pattern: str) -> str:
+    if pattern in _PATTERN_HINTS:
+        return _PATTERN_HINTS[pattern]
     if pattern.startswith("^[a-z0-9]([-a-z0-9]"):
         return "use lower-case letters, digits and '-' (a DNS-1123 label)"
     if pattern.startswith("^[A-Za-z_][A-Za-z0-9_]"):

@@ -117,8 +117,10 @@ def target_for(group: ServerGroup, database: Database, environment: str | None,
 def server_target(group: ServerGroup, dbname: str, customer: str | None,
                   environ: Mapping[str, str] | None = None) -> Target:
     server = group.server
+    host = resolve(server.host, environ)
     return Target(
-        host=resolve(server.host, environ),
+        # libpq takes an IPv6 address bare; the config may bracket it as a URL would
+        host=host[1:-1] if host.startswith("[") and host.endswith("]") else host,
         port=resolve(server.port, environ),
         user=resolve(server.user, environ),
         password=resolve(server.password, environ),

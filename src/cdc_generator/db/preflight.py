@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from cdc_generator import publication, rowfilter
+from cdc_generator import control, publication, rowfilter
 from cdc_generator.db.connection import Target, connect
 from cdc_generator.db.inspect import TableInfo, inspect_tables
 from cdc_generator.plan import CapturedTable, Pipeline
@@ -327,7 +327,8 @@ def _filter_checks(check: Any, table: CapturedTable, info: TableInfo,
 
 
 _PUBLICATION_SQL = """
-SELECT puballtables, pubinsert, pubupdate, pubdelete FROM pg_publication WHERE pubname = %s
+SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate
+  FROM pg_publication WHERE pubname = %s
 """
 _PUBLICATION_TABLES_SQL = """
 SELECT schemaname::text, tablename::text, {rowfilter}
@@ -339,7 +340,9 @@ def _publication_checks(conn: psycopg.Connection[Any], p: Pipeline) -> list[Chec
     source = p.source
     name = source.publication_name
     autocreate = source.publication_autocreate_mode != "disabled"
-    fix = ("-- generated/" + publication.path_of(p) + ":\n" + publication.statement(source))
+    fix = (f"-- cdc-generator apply --environment {p.environment} --service {p.service}, "
+           "or run generated/" + publication.path_of(p) + ":\n"
+           + publication.setup_sql(source))
 
     def check(status: str, message: str, fix: str = "") -> Check:
         return Check("publication", status, message, fix, source.database, p.customer, name)
@@ -350,9 +353,9 @@ def _publication_checks(conn: psycopg.Connection[Any], p: Pipeline) -> list[Chec
             mode = source.publication_autocreate_mode
             return [check(PASS, f"publication {name!r} does not exist yet; the connector "
                           f"creates it (publication.autocreate.mode={mode})")]
-        return [check(FAIL, f"publication {name!r} does not exist (autocreate is disabled "
-                      "because of row filters)", fix)]
-    all_tables, ins, upd, dele = row
+        return [check(FAIL, f"publication {name!r} does not exist; the connector does not "
+                      "create it (publication.autocreate.mode=disabled)", fix)]
+    all_tables, ins, upd, dele, trunc = row
     if all_tables:
         return [check(FAIL if not autocreate else WARN,
                       f"publication {name!r} is FOR ALL TABLES", fix)]
@@ -360,7 +363,9 @@ def _publication_checks(conn: psycopg.Connection[Any], p: Pipeline) -> list[Chec
     column = "rowfilter" if version >= ROW_FILTER_VERSION else "NULL::text"
     rows = conn.execute(_PUBLICATION_TABLES_SQL.format(rowfilter=column), (name,)).fetchall()
     have = {(str(s), str(t)): f for s, t, f in rows}
+    ctl = control.Control.of(source.slot_name)
     want = {(t.schema, t.name): t.filter for t in source.tables}
+    want |= {(control.SCHEMA, table): None for table in ctl.tables}
     problems = []
     if missing := sorted(set(want) - set(have)):
         problems.append("misses " + ", ".join(f"{s}.{t}" for s, t in missing))
@@ -373,8 +378,8 @@ def _publication_checks(conn: psycopg.Connection[Any], p: Pipeline) -> list[Chec
         if ours is None or theirs is None or not rowfilter.equivalent(ours, theirs):
             problems.append(f"{key[0]}.{key[1]} is filtered by {theirs or 'nothing'}, "
                             f"expected {ours or 'nothing'}")
-    if not (ins and upd and dele):
-        problems.append("does not publish all of insert, update, delete")
+    if not (ins and upd and dele and trunc):
+        problems.append(f"does not publish all of {publication.PUBLISH}")
     if problems:
         return [check(WARN if autocreate else FAIL,
                       f"publication {name!r} " + "; ".join(problems), fix)]
