@@ -853,9 +853,11 @@ def start(
             initdb_done - started,
             workdir,
         )
-    except BaseException:
+    except BaseException as exc:
         server._terminate(kill_after=5.0)
-        if keep_on_failure:
+        # the log of a failed start is worth keeping; an interrupted one (Ctrl-C,
+        # SIGTERM turned into KeyboardInterrupt) is not a failure to look at
+        if keep_on_failure and isinstance(exc, Exception):
             logger.warning("PostgreSQL failed to start; kept %s", workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)

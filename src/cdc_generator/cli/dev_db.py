@@ -20,8 +20,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the data directory after stopping")
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+# Ctrl-C (SIGINT) and SIGTERM both stop the server. Both handlers are installed
+# here, not left to Python: Python installs its SIGINT handler only when SIGINT
+# was not ignored at start, and a non-interactive shell starts every background
+# job (`cmd &`, and so a test runner's children under it) with SIGINT ignored.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Stop:
+    """The stop signals' handler. While the server starts, a signal aborts the
+    start (KeyboardInterrupt: localpg and devdb remove what they made); once it
+    serves, the signal only asks the wait loop to end, so no exception can land
+    inside subprocess's bookkeeping of the server process."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.serving = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        if not self.serving:
+            raise KeyboardInterrupt
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.root)
         environment = args.environment or config.environments[0].name
         generate.check_selection(config, generate.Selection(None, environment))
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        stop = _Stop()
+        previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
         dev: devdb.DevDb | None = None
         try:
             dev = devdb.start(config, environment, keep=args.keep)
@@ -50,16 +70,23 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             sys.stderr.write("Press Ctrl-C to stop.\n")
             sys.stderr.flush()
-            while server.running:
-                time.sleep(0.2)
-            sys.stderr.write(f"PostgreSQL exited unexpectedly; log {server.log_path}\n")
-            return common.EXIT_FAIL
+            stop.serving = True
+            while not stop.requested and server.running:
+                time.sleep(0.2)  # a signal wakes it: its handler returns, sleep goes on
+            if not stop.requested:
+                sys.stderr.write(f"PostgreSQL exited unexpectedly; log {server.log_path}\n")
+                return common.EXIT_FAIL
+            sys.stderr.write("stopping PostgreSQL\n")
+            return common.EXIT_OK
         except KeyboardInterrupt:
             sys.stderr.write("stopping PostgreSQL\n")
             return common.EXIT_OK
         finally:
+            for sig in _STOP_SIGNALS:  # a second Ctrl-C must not cut the stop short
+                signal.signal(sig, signal.SIG_IGN)
             if dev is not None:
                 dev.server.stop()
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return common.guarded(args, "dev-db", body)
