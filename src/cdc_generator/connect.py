@@ -20,10 +20,8 @@ from typing import Any
 
 import yaml
 
+from cdc_generator import layout
 from cdc_generator.errors import CdcError, Problem
-from cdc_generator.output import GENERATED_DIR
-
-PIPELINES = "pipelines"
 
 
 @dataclass(frozen=True)
@@ -60,15 +58,10 @@ def _as_config_value(value: Any) -> str:
 
 def load_generated(root: Path, *, environment: str | None = None,
                    service: str | None = None) -> list[GeneratedConnector]:
-    """Every KafkaConnector under generated/pipelines/<service>/<env>/."""
-    base = root / GENERATED_DIR / PIPELINES
+    """Every KafkaConnector under generated/pipelines/ of `service` (its name in
+    the config) and `environment` (None: all)."""
     out = []
-    for path in sorted(base.glob("*/*/*.yaml")):
-        svc_dir, env_dir = path.parent.parent.name, path.parent.name
-        if environment is not None and env_dir != environment:
-            continue
-        if service is not None and svc_dir != service:
-            continue
+    for path in layout.manifests(root, service=service, environment=environment):
         text = path.read_text(encoding="utf-8")
         doc = yaml.safe_load(text)
         if not isinstance(doc, dict) or doc.get("kind") != "KafkaConnector":

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
-from cdc_generator import names, rowfilter
+from cdc_generator import layout, names, rowfilter
 from cdc_generator.config.model import (
     PLACEHOLDER,
     Config,
@@ -139,7 +139,7 @@ class Pipeline:
 
     @property
     def directory(self) -> str:
-        return f"pipelines/{_k8s(self.service)}/{self.environment}"
+        return layout.pipelines_dir(self.service, self.environment)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import jinja2
 
-from cdc_generator import names, publication
+from cdc_generator import layout, names, publication
 from cdc_generator.errors import ConfigError, Problem
 from cdc_generator.plan import Pipeline, Plan
 
@@ -98,7 +98,8 @@ class Renderer:
             ):
                 body = self._render_one(template_name, pipeline, role, spec)
                 header = self._header(plan, pipeline, template_name)
-                yield RenderedFile(f"{pipeline.directory}/{spec.name}.yaml", header + body)
+                yield RenderedFile(layout.manifest(pipeline.service, pipeline.environment,
+                                                   spec.name), header + body)
             # row-filtered sources need their publication created up front (publication.py)
             if publication.needs_publication_sql(pipeline):
                 sql = publication.render_one(plan, pipeline)
@@ -106,12 +107,12 @@ class Renderer:
 
     def plan_files(self, plan: Plan) -> Iterator[RenderedFile]:
         """The files that list many pipelines: kustomizations."""
-        by_dir: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for pipeline in plan.pipelines:
-            for spec in (pipeline.source, pipeline.sink):
-                by_dir[pipeline.directory, pipeline.service_file].append(f"{spec.name}.yaml")
-        for (directory, service_file), resources in by_dir.items():
-            yield RenderedFile(f"{directory}/kustomization.yaml",
+        by_dir: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        for p in plan.pipelines:
+            for spec in (p.source, p.sink):
+                by_dir[p.service, p.environment, p.service_file].append(f"{spec.name}.yaml")
+        for (service, environment, service_file), resources in by_dir.items():
+            yield RenderedFile(layout.kustomization(service, environment),
                                _kustomization(plan, service_file, resources))
 
     def load_templates(self) -> None:

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from cdc_generator.errors import Problem
-from cdc_generator.output import GENERATED_DIR, Changes
+from cdc_generator.layout import in_repo
+from cdc_generator.output import Changes
 
 FORMATS = ("text", "json", "github")
 
@@ -61,7 +62,7 @@ def problems_github(problems: Sequence[Problem]) -> str:
 
 def changes_payload(changes: Changes) -> dict[str, list[str]]:
     def full(paths: list[str]) -> list[str]:
-        return [f"{GENERATED_DIR}/{p}" for p in paths]
+        return [in_repo(p) for p in paths]
 
     return {"added": full(changes.added), "changed": full(changes.changed),
             "removed": full(changes.removed)}
@@ -85,13 +86,13 @@ def stale_problems(changes: Changes) -> list[Problem]:
     """Freshness failures as problems, so every format reports them alike."""
     out = []
     for path in changes.changed:
-        out.append(Problem(f"{GENERATED_DIR}/{path}", message="stale: differs from the config",
+        out.append(Problem(in_repo(path), message="stale: differs from the config",
                            hint="run `cdc-generator generate` and commit the result"))
     for path in changes.added:
-        out.append(Problem(f"{GENERATED_DIR}/{path}", message="missing: the config produces it",
+        out.append(Problem(in_repo(path), message="missing: the config produces it",
                            hint="run `cdc-generator generate` and commit the result"))
     for path in changes.removed:
-        out.append(Problem(f"{GENERATED_DIR}/{path}",
+        out.append(Problem(in_repo(path),
                            message="orphaned: no service, tenant or environment produces it",
                            hint="run `cdc-generator generate` to remove it"))
     return out

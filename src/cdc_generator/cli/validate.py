@@ -43,11 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _remote(args: argparse.Namespace, fmt: str) -> int:
     from cdc_generator import connect
-    from cdc_generator.names import k8s
 
     connectors = connect.load_generated(
         args.root, environment=args.environment,
-        service=k8s(args.service) if args.service else None)
+        service=args.service)
     if not connectors:
         sys.stderr.write("no generated connectors found: run `cdc-generator generate` first\n")
         return common.EXIT_FAIL

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from cdc_generator import publication, rowfilter
+from cdc_generator import layout, publication, rowfilter
 from cdc_generator.db.connection import Target, connect
 from cdc_generator.db.inspect import TableInfo, inspect_tables
 from cdc_generator.plan import CapturedTable, Pipeline
@@ -325,7 +325,7 @@ def _publication_checks(conn: psycopg.Connection[Any], p: Pipeline) -> list[Chec
     source = p.source
     name = source.publication_name
     autocreate = source.publication_autocreate_mode != "disabled"
-    fix = ("-- generated/" + publication.path_of(p) + ":\n" + publication.statement(source))
+    fix = f"-- {layout.in_repo(publication.path_of(p))}:\n{publication.statement(source)}"
 
     def check(status: str, message: str, fix: str = "") -> Check:
         return Check("publication", status, message, fix, source.database, p.customer, name)
