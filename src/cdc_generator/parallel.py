@@ -11,7 +11,7 @@ Shard 0 runs in the calling process. Without `os.fork` (not Linux/macOS), in a
 process with other threads, or with one shard, everything runs in the calling
 process, in order. An exception in a child is re-raised in the parent once
 every child has finished; a child never outlives a parent killed with SIGKILL
-(pdeathsig.py).
+(procs.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
-from cdc_generator import pdeathsig
+from cdc_generator import procs
 from cdc_generator.errors import CdcError
 
 T = TypeVar("T")
@@ -95,7 +95,7 @@ def map_shards(func: Callable[[T], R], shards: Sequence[T]) -> list[R]:
     """`[func(s) for s in shards]`, shards[1:] each in a forked child."""
     if len(shards) <= 1 or not can_fork():
         return [func(s) for s in shards]
-    arm = pdeathsig.on_parent_death(signal.SIGKILL)  # set up here: the child only runs it
+    arm = procs.on_parent_death(signal.SIGKILL)  # set up here: the child only runs it
     children: list[_Child] = []
     try:
         for shard in shards[1:]:
