@@ -43,7 +43,7 @@ def _service(root: Path) -> str:
 def test_inspect(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(repo, "--service", "orders", "--inspect", "--format", "json") == 0
     payload = json.loads(capsys.readouterr().out)
-    tables = {t["name"]: t for t in payload["tables"]}
+    tables = {t["name"]: t for t in payload["result"]["tables"]}
     assert sorted(tables) == ["audit_log", "customers", "order_lines", "orders", "shipments"]
     assert tables["order_lines"] == {
         "schema": "public", "name": "order_lines", "primary_key": ["order_id", "line_no"],

@@ -94,10 +94,10 @@ def http_json(method: str, url: str, body: Any, timeout: float = 120.0) -> tuple
             return exc.code, raw.decode("utf-8", "replace")
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise CdcError(f"cannot reach Kafka Connect at {_safe_url(url)}: {reason}") from None
+        raise CdcError(f"cannot reach Kafka Connect at {safe_url(url)}: {reason}") from None
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host  # drop any user:password@

@@ -6,11 +6,30 @@ import argparse
 import signal
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from cdc_generator.cli import common
+if TYPE_CHECKING:
+    from cdc_generator import devdb
+    from cdc_generator.report import Report
 
 HELP = "start a local PostgreSQL seeded with the config's databases and tables (Ctrl-C stops it)"
+
+# Ctrl-C (SIGINT) and SIGTERM both stop the server. Both handlers are installed
+# here, not left to Python: Python installs its SIGINT handler only when SIGINT
+# was not ignored at start, and a non-interactive shell starts every background
+# job (`cmd &`, and so a test runner's children under it) with SIGINT ignored.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class Options:
+    root: Path
+    environment: str | None
+    keep: bool
+    label = "dev-db"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,11 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the data directory after stopping")
 
 
-# Ctrl-C (SIGINT) and SIGTERM both stop the server. Both handlers are installed
-# here, not left to Python: Python installs its SIGINT handler only when SIGINT
-# was not ignored at start, and a non-interactive shell starts every background
-# job (`cmd &`, and so a test runner's children under it) with SIGINT ignored.
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+def options(args: argparse.Namespace) -> Options:
+    return Options(args.root, args.environment, args.keep)
 
 
 class _Stop:
@@ -36,57 +52,73 @@ class _Stop:
     def __init__(self) -> None:
         self.requested = False
         self.serving = False
+        self.previous = {sig: signal.signal(sig, self) for sig in _STOP_SIGNALS}
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
         if not self.serving:
             raise KeyboardInterrupt
 
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
-def run(args: argparse.Namespace) -> int:
+
+def run(options: Options) -> Report:
     from cdc_generator import devdb, generate
     from cdc_generator.config.repo import load_config
+    from cdc_generator.report import EXIT_OK, Report
 
-    def body() -> int:
-        config = load_config(args.root)
-        environment = args.environment or config.environments[0].name
-        generate.check_selection(config, generate.Selection(None, environment))
-        stop = _Stop()
-        previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
-        dev: devdb.DevDb | None = None
-        try:
-            dev = devdb.start(config, environment, keep=args.keep)
-            server = dev.server
-            names = ", ".join(db.name for db in dev.databases)
-            sys.stderr.write(
-                f"PostgreSQL on {server.host}:{server.port} (pid {server.pid}, data "
-                f"{server.data_dir}) with databases: {names}\n"
-                "This is a throwaway local server, so its password is printed below on "
-                "purpose. Export these, then run manage-service / preflight:\n")
-            for note in dev.notes:
-                sys.stderr.write(f"note: {note}\n")
-            for name, value in dev.exports:
-                sys.stdout.write(f"export {name}={value}\n")
-            sys.stdout.flush()
-            sys.stderr.write("Press Ctrl-C to stop.\n")
-            sys.stderr.flush()
-            stop.serving = True
-            while not stop.requested and server.running:
-                time.sleep(0.2)  # a signal wakes it: its handler returns, sleep goes on
-            if not stop.requested:
-                sys.stderr.write(f"PostgreSQL exited unexpectedly; log {server.log_path}\n")
-                return common.EXIT_FAIL
-            sys.stderr.write("stopping PostgreSQL\n")
-            return common.EXIT_OK
-        except KeyboardInterrupt:
-            sys.stderr.write("stopping PostgreSQL\n")
-            return common.EXIT_OK
-        finally:
-            for sig in _STOP_SIGNALS:  # a second Ctrl-C must not cut the stop short
-                signal.signal(sig, signal.SIG_IGN)
-            if dev is not None:
-                dev.server.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    config = load_config(options.root)
+    environment = options.environment or config.environments[0].name
+    generate.check_selection(config, generate.Selection(None, environment))
+    stop = _Stop()  # before the server starts, so that no signal leaves it behind
+    try:
+        dev = devdb.start(config, environment, keep=options.keep)
+    except KeyboardInterrupt:
+        stop.restore()
+        return Report(options.label, EXIT_OK, messages=("stopped before PostgreSQL was ready",))
+    except BaseException:
+        stop.restore()
+        raise
+    return _ready(options, dev, stop)
 
-    return common.guarded(args, "dev-db", body)
+
+def _ready(options: Options, dev: devdb.DevDb, stop: _Stop) -> Report:
+    from cdc_generator.report import Report
+
+    server = dev.server
+    names = ", ".join(db.name for db in dev.databases)
+    exports = "".join(f"export {name}={value}\n" for name, value in dev.exports)
+    return Report(options.label, result={
+        "host": server.host, "port": server.port, "pid": server.pid,
+        "data_dir": str(server.data_dir), "databases": [db.name for db in dev.databases],
+        "exports": dict(dev.exports), "notes": list(dev.notes)},
+        output=exports,
+        messages=(f"PostgreSQL on {server.host}:{server.port} (pid {server.pid}, data "
+                  f"{server.data_dir}) with databases: {names}",
+                  "This is a throwaway local server, so its password is printed below on "
+                  "purpose. Export these, then run manage-service / preflight:",
+                  *(f"note: {note}" for note in dev.notes), "Press Ctrl-C to stop."),
+        hold=lambda: _serve(dev, stop))
+
+
+def _serve(dev: devdb.DevDb, stop: _Stop) -> int:
+    """Wait for Ctrl-C (or SIGTERM), then stop the server; the exit code."""
+    from cdc_generator.report import EXIT_FAIL, EXIT_OK
+
+    server = dev.server
+    try:
+        stop.serving = True
+        while not stop.requested and server.running:
+            time.sleep(0.2)  # a signal wakes it: its handler returns, sleep goes on
+        if not stop.requested:
+            sys.stderr.write(f"PostgreSQL exited unexpectedly; log {server.log_path}\n")
+            return EXIT_FAIL
+        sys.stderr.write("stopping PostgreSQL\n")
+        return EXIT_OK
+    finally:
+        for sig in _STOP_SIGNALS:  # a second Ctrl-C must not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
+        server.stop()
+        stop.restore()

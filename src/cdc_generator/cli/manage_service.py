@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
-
-from cdc_generator.cli import common
 
 if TYPE_CHECKING:
     from cdc_generator.config.model import Database, ServerGroup, Service
     from cdc_generator.db.connection import Target
     from cdc_generator.manage import NewTable
+    from cdc_generator.report import Report
 
 HELP = "inspect a service's source database and add or remove tables in services/<S>.yaml"
 
@@ -43,29 +42,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customer", metavar="C",
                         help="db-per-tenant: the tenant database to read (default: the first)")
     parser.add_argument("--dsn", help="connect with this libpq DSN instead of the server block")
-    parser.add_argument("--format", choices=("text", "json"), default="text",
-                        help="--inspect output format")
 
 
-def run(args: argparse.Namespace) -> int:
-    def body() -> int:
-        from cdc_generator.errors import UsageError
+@dataclass(frozen=True)
+class Options:
+    root: Path
+    service: str  # the service to inspect or edit; with create, the new one
+    create: bool
+    server_group: str | None
+    inspect: bool
+    add_table: str | None
+    remove_table: str | None
+    schema: str | None
+    primary_key: str | None
+    filter: str | None
+    offline: bool
+    environment: str | None
+    customer: str | None
+    dsn: str | None
 
-        if args.create:
-            if not (args.server_group and args.add_table):
-                raise UsageError("--create needs --server-group G and --add-table T "
-                                 "(a service captures at least one table)")
-            return _create(args)
-        if args.server_group:
-            raise UsageError("--server-group applies to --create only")
-        if not (args.inspect or args.add_table or args.remove_table):
-            raise UsageError("say what to do: --inspect, --add-table T or --remove-table T")
-        return _existing(args)
-
-    return common.guarded(args, "manage-service", body)
+    @property
+    def label(self) -> str:
+        action = ("--create" if self.create else "--inspect" if self.inspect
+                  else "--add-table" if self.add_table else "--remove-table")
+        return f"manage-service {action}"
 
 
-def _existing(args: argparse.Namespace) -> int:
+def options(args: argparse.Namespace) -> Options:
+    from cdc_generator.errors import UsageError
+
+    if args.create:
+        if not (args.server_group and args.add_table):
+            raise UsageError("--create needs --server-group G and --add-table T "
+                             "(a service captures at least one table)")
+    elif args.server_group:
+        raise UsageError("--server-group applies to --create only")
+    elif not (args.inspect or args.add_table or args.remove_table):
+        raise UsageError("say what to do: --inspect, --add-table T or --remove-table T")
+    return Options(
+        root=args.root, service=args.create or args.service, create=bool(args.create),
+        server_group=args.server_group, inspect=args.inspect, add_table=args.add_table,
+        remove_table=args.remove_table, schema=args.schema, primary_key=args.primary_key,
+        filter=args.filter, offline=args.offline, environment=args.environment,
+        customer=args.customer, dsn=args.dsn)
+
+
+def run(options: Options) -> Report:
+    return _create(options) if options.create else _existing(options)
+
+
+def _existing(args: Options) -> Report:
     from cdc_generator import manage
     from cdc_generator.config.repo import load_config
     from cdc_generator.errors import UsageError
@@ -86,40 +112,54 @@ def _existing(args: argparse.Namespace) -> int:
         text = manage.remove_table_text(manage.read_text(path), shown,
                                         args.remove_table, args.schema)
         manage.write_atomic(path, text)
-        sys.stderr.write(f"{shown}: removed {args.remove_table}; run `cdc-generator generate`\n")
-        return common.EXIT_OK
+        return _edited(args, shown, "removed", name=args.remove_table, schema=args.schema)
+    assert args.add_table is not None
     manage.refuse_tracked(service, database, args.add_table, args.schema, shown)
     table, notes = _new_table(args, group, database)
     text = manage.add_table_text(manage.read_text(path), shown, table)
     manage.write_atomic(path, text)
-    _done(shown, f"added {table.name} (primary key {', '.join(table.primary_key)})", notes)
-    return common.EXIT_OK
+    return _edited(args, shown, "added", name=table.name, schema=table.schema, table=table,
+                   notes=notes)
 
 
-def _create(args: argparse.Namespace) -> int:
+def _create(args: Options) -> Report:
     from cdc_generator import manage
     from cdc_generator.errors import UsageError
 
-    path = manage.service_path(args.root, args.create)
+    path = manage.service_path(args.root, args.service)
     if path.exists():
-        raise UsageError(f"services/{path.name} already exists; use --service {args.create}")
+        raise UsageError(f"services/{path.name} already exists; use --service {args.service}")
+    assert args.server_group is not None  # options() made sure
     groups = manage.load_groups(args.root)
     group = next((g for g in groups if g.name == args.server_group), None)
     if group is None:
         known = [g.name for g in groups]
         raise UsageError(f"unknown server group {args.server_group!r}; "
                          f"{manage.suggest(args.server_group, known)}")
-    database = _database(group, args.create, args.customer)
+    database = _database(group, args.service, args.customer)
     table, notes = _new_table(args, group, database)
-    manage.write_atomic(path, manage.new_service_text(args.create, group.name, table))
-    _done(f"services/{path.name}", f"created with table {table.name}", notes)
-    return common.EXIT_OK
+    manage.write_atomic(path, manage.new_service_text(args.service, group.name, table))
+    return _edited(args, f"services/{path.name}", "created", name=table.name,
+                   schema=table.schema, table=table, notes=notes)
 
 
-def _done(shown: str, what: str, notes: list[str]) -> None:
-    for note in notes:
-        sys.stderr.write(f"note: {note}\n")
-    sys.stderr.write(f"{shown}: {what}; run `cdc-generator generate`\n")
+def _edited(args: Options, shown: str, action: str, *, name: str, schema: str | None,
+            table: NewTable | None = None, notes: list[str] | None = None) -> Report:
+    """The report of an edit of `shown`: `action` (added, removed, created) on table `name`."""
+    from cdc_generator.report import Report
+
+    notes = notes or []
+    what = {"added": f"added {name}", "removed": f"removed {name}",
+            "created": f"created with table {name}"}[action]
+    if table is not None and action == "added":
+        what += f" (primary key {', '.join(table.primary_key)})"
+    entry = None if table is None else {
+        "schema": table.schema, "name": table.name, "primary_key": list(table.primary_key),
+        "filter": table.filter}
+    return Report(args.label, result={
+        "file": shown, "action": action, "table": name, "schema": schema, "entry": entry,
+        "notes": notes}, messages=(*(f"note: {n}" for n in notes),
+                                   f"{shown}: {what}; run `cdc-generator generate`"))
 
 
 def _database(group: ServerGroup, service: str, customer: str | None) -> Database:
@@ -133,7 +173,7 @@ def _database(group: ServerGroup, service: str, customer: str | None) -> Databas
     return databases[0]
 
 
-def _target(args: argparse.Namespace, group: ServerGroup, database: Database) -> Target:
+def _target(args: Options, group: ServerGroup, database: Database) -> Target:
     from cdc_generator.db import connection
 
     if args.dsn:
@@ -142,13 +182,14 @@ def _target(args: argparse.Namespace, group: ServerGroup, database: Database) ->
     return connection.target_for(group, database, args.environment)
 
 
-def _new_table(args: argparse.Namespace, group: ServerGroup,
+def _new_table(args: Options, group: ServerGroup,
                database: Database) -> tuple[NewTable, list[str]]:
     from cdc_generator import manage
     from cdc_generator.db.connection import connect
     from cdc_generator.db.inspect import inspect_tables
     from cdc_generator.errors import UsageError
 
+    assert args.add_table is not None
     primary_key = tuple(c.strip() for c in (args.primary_key or "").split(",") if c.strip())
     entry_schema = args.schema or (None if database.schemas else "public")
     if args.filter is not None:
@@ -166,21 +207,18 @@ def _new_table(args: argparse.Namespace, group: ServerGroup,
                                       customer=database.customer)
 
 
-def _inspect(args: argparse.Namespace, service: Service, group: ServerGroup,
-             database: Database) -> int:
+def _inspect(args: Options, service: Service, group: ServerGroup,
+             database: Database) -> Report:
     from cdc_generator import manage
     from cdc_generator.db.connection import connect
     from cdc_generator.db.inspect import inspect_tables
+    from cdc_generator.report import Report
 
     target = _target(args, group, database)
     schemas = database.schemas_for(args.schema)
     with connect(target) as conn:
         rows = manage.inspection(service, database, inspect_tables(conn, schemas))
-    if args.format == "json":
-        sys.stdout.write(json.dumps({
-            "version": 1, "command": "manage-service --inspect", "service": service.name,
-            "database": target.dbname, "schemas": schemas,
-            "tables": [r.as_dict() for r in rows]}, indent=2) + "\n")
-        return common.EXIT_OK
-    sys.stdout.write(manage.inspection_text(rows, target.describe()))
-    return common.EXIT_OK
+    return Report(args.label, result={
+        "service": service.name, "database": target.dbname, "schemas": list(schemas),
+        "tables": [r.as_dict() for r in rows]},
+        output=manage.inspection_text(rows, target.describe()))

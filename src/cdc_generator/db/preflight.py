@@ -8,9 +8,8 @@ Each database costs a constant number of catalog queries.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cdc_generator import layout, publication, rowfilter
@@ -388,8 +387,3 @@ def render_text(checks: Sequence[Check], title: str) -> str:
     lines.append(f"{len(checks)} checks: {failures} failed, {warnings} warnings")
     return "\n".join(lines) + "\n"
 
-
-def render_json(checks: Sequence[Check], **extra: object) -> str:
-    payload = {"version": 1, "command": "preflight", "ok": not failed(checks), **extra,
-               "checks": [asdict(c) for c in checks]}
-    return json.dumps(payload, indent=2) + "\n"
