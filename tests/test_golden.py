@@ -1,7 +1,7 @@
 """Golden folders: config in, expected manifests out, compared byte for byte.
 
-To accept an intended change: `python scripts/update_golden.py`, then review
-the diff of tests/golden/ like code.
+After an intended change, `python scripts/update_golden.py` prints each case's
+diff; `--accept` writes it. Review that diff like code.
 """
 
 from __future__ import annotations
