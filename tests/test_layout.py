@@ -49,6 +49,7 @@ def test_owned_by(path: str, service: str | None, environment: str | None,
 def test_every_rendered_file_is_on_the_layout(tmp_path: Path) -> None:
     root = copy_repo_config(tmp_path / "repo", with_generated=False)
     plan = generate.load_plan(root, generate.Selection())
+    assert plan.pipelines
     files = [f.path for f in Renderer(root).render(plan)]
     places = [layout.place_of(path) for path in files]
     assert None not in places

@@ -213,15 +213,16 @@ def test_jobs_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_jobs_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "repo"
     synth.write(root, ESTATE)
-    plan = generate.load_plan(root, generate.Selection())
     monkeypatch.setenv(parallel.JOBS_ENV, "3")
-    assert generate.job_count(plan, None) == 3
-    assert generate.job_count(plan, 2) == 2, "--jobs wins over the environment"
+    assert generate.generate(root, generate.Selection()).jobs == 3
+    assert generate.generate(root, generate.Selection(), jobs=2).jobs == 2, (
+        "--jobs wins over the environment")
     monkeypatch.setenv(parallel.JOBS_ENV, "many")
     with pytest.raises(UsageError, match="not a number"):
-        generate.job_count(plan, None)
+        generate.generate(root, generate.Selection())
     monkeypatch.delenv(parallel.JOBS_ENV)
-    assert generate.job_count(plan, None) == 1, "a small plan is not worth a fork"
+    assert generate.generate(root, generate.Selection()).jobs == 1, (
+        "a small plan is not worth a fork")
 
 
 def test_a_template_error_in_a_worker_keeps_the_old_tree(
