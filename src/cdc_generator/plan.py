@@ -203,7 +203,6 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
               db: Database, *, tables: _TableSet) -> Pipeline:
     customer = db.customer if group.type is GroupType.DB_PER_TENANT else None
     prefix = names.topic_prefix(service.name, customer)
-    key_uniqueness = tables.key_uniqueness
     slot = names.slot_name(service.name, customer, env.name)
     base = _k8s(service.name, *([customer] if customer else []))
     escaped = _regex_literal(prefix)
@@ -227,7 +226,7 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         filtered_tables=tables.filtered_tables,
         route_regex=f"{escaped}\\.([^.]+)\\.([^.]+)",
         route_replacement=f"{prefix}.$2",
-        key_uniqueness=key_uniqueness,
+        key_uniqueness=tables.key_uniqueness,
         key_field_name=ROUTER_KEY_FIELD,
         heartbeat_interval_ms=env.heartbeat_interval_ms,
         snapshot_mode=env.snapshot_mode,
@@ -244,7 +243,7 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         password=_connect_ref(env.sink.password.value),
         topics=source.topics,
         collection_name_format=f"{target_schema}.${{source.table}}",
-        drop_key_field=ROUTER_KEY_FIELD if key_uniqueness else None,
+        drop_key_field=ROUTER_KEY_FIELD if tables.key_uniqueness else None,
         tasks_max=env.sink_tasks_max,
     )
     return Pipeline(

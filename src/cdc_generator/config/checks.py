@@ -97,48 +97,54 @@ def _group_databases(
                     _suggest(env, sorted(env_names)),
                 )
         if group.type is GroupType.DB_PER_TENANT:
-            if db.customer is None:
+            yield from _tenant_database(group, db, service, customers)
+            continue  # isolation, schema or other, is refused for the whole group
+        if db.customer is not None:
+            yield db.origin.problem(
+                "customer applies to db-per-tenant groups only",
+                "remove 'customer:' or make the group db-per-tenant",
+            )
+        if service is not None:
+            if service in shared_services:
                 yield db.origin.problem(
-                    f"database {db.name!r} in db-per-tenant group {group.name!r} has no customer",
-                    "add 'customer: <tenant id>'",
+                    f"service {service!r} has two databases in db-shared group "
+                    f"{group.name!r} ({shared_services[service]!r} and {db.name!r})",
+                    "a db-shared service reads exactly one database",
                 )
-                continue
-            key = f"{service}/{names.k8s(db.customer)}"
-            if key in customers:
-                same = customers[key] == db.customer
-                yield db.origin.problem(
-                    f"customer {db.customer!r} appears twice for service {service!r}"
-                    if same else
-                    f"customers {customers[key]!r} and {db.customer!r} collide after "
-                    f"normalisation to {names.k8s(db.customer)!r}",
-                    "each tenant database needs a distinct customer id",
-                )
-            customers[key] = db.customer
-            if not names.is_dns_label(names.k8s(db.customer)):
-                yield db.origin.problem(
-                    f"customer {db.customer!r} cannot become a Kubernetes name "
-                    f"({names.k8s(db.customer)!r} is not a DNS-1123 label)",
-                    "use letters, digits, '-' or '_', starting and ending with a letter or digit",
-                )
-        else:
-            if db.customer is not None:
-                yield db.origin.problem(
-                    "customer applies to db-per-tenant groups only",
-                    "remove 'customer:' or make the group db-per-tenant",
-                )
-            if service is not None:
-                if service in shared_services:
-                    yield db.origin.problem(
-                        f"service {service!r} has two databases in db-shared group "
-                        f"{group.name!r} ({shared_services[service]!r} and {db.name!r})",
-                        "a db-shared service reads exactly one database",
-                    )
-                shared_services[service] = db.name
+            shared_services[service] = db.name
         if group.isolation is Isolation.SCHEMA and not db.schemas:
             yield db.origin.problem(
                 "schema isolation needs the tenant schemas listed",
                 "add 'schemas: [customer_a, customer_b, ...]'",
             )
+
+
+def _tenant_database(group: ServerGroup, db: Database, service: str | None,
+                     customers: dict[str, str]) -> Iterator[Problem]:
+    """A db-per-tenant database: its customer, distinct from the group's others."""
+    if db.customer is None:
+        yield db.origin.problem(
+            f"database {db.name!r} in db-per-tenant group {group.name!r} has no customer",
+            "add 'customer: <tenant id>'",
+        )
+        return
+    key = f"{service}/{names.k8s(db.customer)}"
+    if key in customers:
+        same = customers[key] == db.customer
+        yield db.origin.problem(
+            f"customer {db.customer!r} appears twice for service {service!r}"
+            if same else
+            f"customers {customers[key]!r} and {db.customer!r} collide after "
+            f"normalisation to {names.k8s(db.customer)!r}",
+            "each tenant database needs a distinct customer id",
+        )
+    customers[key] = db.customer
+    if not names.is_dns_label(names.k8s(db.customer)):
+        yield db.origin.problem(
+            f"customer {db.customer!r} cannot become a Kubernetes name "
+            f"({names.k8s(db.customer)!r} is not a DNS-1123 label)",
+            "use letters, digits, '-' or '_', starting and ending with a letter or digit",
+        )
 
 
 def _services(config: Config) -> Iterator[Problem]:

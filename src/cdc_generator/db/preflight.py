@@ -258,17 +258,27 @@ def _table_checks(p: Pipeline, table: CapturedTable, info: TableInfo | None,
             "replica_identity", FAIL,
             f"{name} has no primary key and replica identity {info.replica_identity}: "
             "UPDATE and DELETE cannot be captured", fix))
+    out.extend(_key_checks(check, table, info, qualified))
+    if table.filter:
+        out.extend(_filter_checks(check, table, info, qualified))
+    return out
+
+
+def _key_checks(check: Any, table: CapturedTable, info: TableInfo,
+                qualified: str) -> list[Check]:
+    """The configured primary key: in the table, and in its replica identity."""
+    name = table.qualified
     unknown = [c for c in table.primary_key if c not in info.columns]
     if unknown:
-        out.append(check("primary_key", FAIL,
-                         f"configured primary_key column(s) {', '.join(unknown)} not in {name}",
-                         "-- fix primary_key in the service file"))
-    elif info.replicable and not set(table.primary_key) <= set(info.identity_columns):
+        return [check("primary_key", FAIL,
+                      f"configured primary_key column(s) {', '.join(unknown)} not in {name}",
+                      "-- fix primary_key in the service file")]
+    if info.replicable and not set(table.primary_key) <= set(info.identity_columns):
         # Debezium builds a DELETE's key from the old-row image, which holds only the
         # replica identity: key columns outside it arrive empty and the sink would
         # delete the wrong row, or none
         outside = [c for c in table.primary_key if c not in info.identity_columns]
-        out.append(check(
+        return [check(
             "key_in_replica_identity", FAIL,
             f"configured primary_key column(s) {', '.join(outside)} of {name} are not in its "
             f"replica identity ({', '.join(info.identity_columns)}): DELETE events would "
@@ -277,16 +287,14 @@ def _table_checks(p: Pipeline, table: CapturedTable, info: TableInfo | None,
             "-- or, lighter on WAL, a unique index over the key as replica identity:\n"
             f"-- CREATE UNIQUE INDEX <index> ON {qualified} "
             f"({', '.join(ident(c) for c in table.primary_key)});\n"
-            f"-- ALTER TABLE {qualified} REPLICA IDENTITY USING INDEX <index>;"))
-    elif info.primary_key and tuple(info.primary_key) != tuple(table.primary_key):
-        out.append(check("primary_key", WARN,
-                         f"configured primary_key ({', '.join(table.primary_key)}) differs from "
-                         f"the table's ({', '.join(info.primary_key)})",
-                         "-- the record key uses the configured columns: make sure they are "
-                         "unique, or fix primary_key in the service file"))
-    if table.filter:
-        out.extend(_filter_checks(check, table, info, qualified))
-    return out
+            f"-- ALTER TABLE {qualified} REPLICA IDENTITY USING INDEX <index>;")]
+    if info.primary_key and tuple(info.primary_key) != tuple(table.primary_key):
+        return [check("primary_key", WARN,
+                      f"configured primary_key ({', '.join(table.primary_key)}) differs from "
+                      f"the table's ({', '.join(info.primary_key)})",
+                      "-- the record key uses the configured columns: make sure they are "
+                      "unique, or fix primary_key in the service file")]
+    return []
 
 
 def _filter_checks(check: Any, table: CapturedTable, info: TableInfo,

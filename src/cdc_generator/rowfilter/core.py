@@ -1,18 +1,8 @@
-"""Per-tenant row filters, parsed with PostgreSQL's own grammar (pglast).
-
-A filter ends up inside generated SQL (`CREATE PUBLICATION ... WHERE (...)`)
-and inside Debezium's snapshot SELECT, so it is never used as the user wrote
-it: it is parsed, checked against an allow-list of node types, and printed
-again by pglast's deparser. Only a boolean expression over the table's own
-columns and constants passes: no subqueries, no parameters, no second
-statement, no function outside a short list of immutable built-ins.
-"""
+"""Parsing a row filter and checking it against the allow-list: `canonical`."""
 
 from __future__ import annotations
 
 import difflib
-import json
-import re
 from collections.abc import Collection, Iterator
 from typing import Any
 
@@ -65,20 +55,10 @@ def referenced_columns(expression: str) -> frozenset[str]:
     return frozenset(_checked_columns(_parse(expression)))
 
 
-def equivalent(ours: str, stored: str) -> bool:
-    """Whether a filter and PostgreSQL's own rendering of one (pg_publication_tables.rowfilter)
-    mean the same, ignoring casts, parentheses and the rewrites PostgreSQL applies
-    (IN -> = ANY(ARRAY[...]), LIKE -> ~~, BETWEEN -> >= AND <=)."""
-    try:
-        return bool(_normal(_parse_any(ours)) == _normal(_parse_any(stored)))
-    except RowFilterError:
-        return False
-
-
 # ---------------------------------------------------------------- parsing
 
 
-def _parse_any(expression: str) -> Any:
+def parse_any(expression: str) -> Any:
     from pglast import parse_sql
     from pglast.parser import ParseError
 
@@ -110,7 +90,7 @@ def _parse_any(expression: str) -> Any:
 def _parse(expression: str) -> Any:
     if not expression.strip():
         raise RowFilterError("a filter must not be empty")
-    return _parse_any(expression)
+    return parse_any(expression)
 
 
 def _deparse(tree: Any) -> str:
@@ -284,163 +264,3 @@ def _check_function(node: Any) -> None:
     if (node.agg_star or node.agg_distinct or node.agg_order or node.agg_filter
             or node.over or node.func_variadic or node.agg_within_group):
         raise RowFilterError(f"{name}() must be a plain call in a filter")
-
-
-# ---------------------------------------------------------------- comparison
-
-
-def _normal(node: Any) -> Any:
-    """A hashable form of an expression that PostgreSQL's rewrites do not change."""
-    from pglast import ast
-    from pglast.enums import A_Expr_Kind, BoolExprType
-
-    if isinstance(node, tuple | list):
-        return tuple(_normal(n) for n in node)
-    if isinstance(node, ast.TypeCast):
-        return _normal(node.arg)
-    if isinstance(node, ast.A_Const):
-        return ("const", None if node.isnull else str(getattr(node.val, _value_slot(node.val))))
-    if isinstance(node, ast.ColumnRef):
-        return ("col", tuple(str(getattr(f, "sval", "*")) for f in node.fields or ()))
-    if isinstance(node, ast.BoolExpr):
-        flat: list[Any] = []
-        for arg in node.args or ():
-            normal = _normal(arg)
-            same = node.boolop != BoolExprType.NOT_EXPR and normal[:2] == ("bool", node.boolop)
-            flat.extend(normal[2] if same else [normal])
-        return ("bool", node.boolop, tuple(flat))
-    if isinstance(node, ast.FuncCall):
-        func_names: Any = node.funcname
-        return ("func", str(func_names[-1].sval), _normal(node.args or ()))
-    if isinstance(node, ast.A_Expr):
-        op = ".".join(str(n.sval) for n in node.name or ())
-        left, right = _normal(node.lexpr), _normal(node.rexpr)
-        if node.kind in (A_Expr_Kind.AEXPR_IN, A_Expr_Kind.AEXPR_OP_ANY,
-                         A_Expr_Kind.AEXPR_OP_ALL):
-            elements = right[2] if right[:1] == ("array",) else right
-            return ("in", op, left, elements)
-        if node.kind in (A_Expr_Kind.AEXPR_BETWEEN, A_Expr_Kind.AEXPR_NOT_BETWEEN):
-            bounds: Any = node.rexpr
-            low, high = _normal(bounds[0]), _normal(bounds[1])
-            if node.kind == A_Expr_Kind.AEXPR_BETWEEN:
-                return ("bool", BoolExprType.AND_EXPR,
-                        (("op", ">=", left, low), ("op", "<=", left, high)))
-            return ("bool", BoolExprType.OR_EXPR,
-                    (("op", "<", left, low), ("op", ">", left, high)))
-        if node.kind in (A_Expr_Kind.AEXPR_OP, A_Expr_Kind.AEXPR_LIKE,
-                         A_Expr_Kind.AEXPR_ILIKE):
-            return ("op", op, left, right)
-        return ("expr", str(node.kind), op, left, right)
-    if isinstance(node, ast.A_ArrayExpr):
-        return ("array", None, _normal(node.elements or ()))
-    if isinstance(node, ast.Node):
-        return (type(node).__name__, tuple(
-            _normal(getattr(node, slot)) for slot in getattr(type(node), "__slots__", ())
-            if slot != "location" and not slot.endswith(("_start", "_end"))
-        ))
-    return node
-
-
-def _value_slot(value: Any) -> str:
-    return str(next(iter(type(value).__slots__)))
-
-
-# ------------------------------------------------ many tenants, one filter
-
-_CUSTOMER_ID = re.compile(r"[A-Za-z0-9_-]+")
-_SAFE_OPERANDS = frozenset({"AEXPR_OP", "AEXPR_IN", "AEXPR_LIKE", "AEXPR_ILIKE"})
-_WRAP = "SELECT 1 WHERE "
-
-
-class TenantFilters:
-    """`rowfilter.canonical` of every tenant's filter, for one plan.
-
-    Re-printing a filter through pglast costs about half a millisecond, once per
-    tenant database. The usual tenant filter (`owner_id = '{{CUSTOMER_ID}}'`)
-    differs between tenants only inside a string constant, which the printer
-    writes back verbatim. So a filter is printed once per id length with a
-    same-length sentinel in place of the id, and each tenant's result is that
-    text with the sentinel replaced, but only after the tenant's own parse tree
-    (pglast's JSON, with token locations; a few microseconds) has been found
-    equal to the sentinel's tree with the same replacement. Anything else (the
-    id outside a plain string operand of =, IN or LIKE, an id with quotes,
-    an unparsable filter) takes the full `rowfilter.canonical` path.
-    """
-
-    def __init__(self) -> None:
-        self._done: dict[str, str] = {}
-        self._templates: dict[tuple[str, int], tuple[str, str, str] | None] = {}
-
-    def canonical(self, template: str, customer: str | None) -> str:
-        text = template if customer is None else template.replace(CUSTOMER_PLACEHOLDER, customer)
-        done = self._done.get(text)
-        if done is None:
-            done = self._done[text] = self._fast(template, customer, text) or canonical(
-                text)
-        return done
-
-    def _fast(self, template: str, customer: str | None, text: str) -> str | None:
-        if (customer is None or CUSTOMER_PLACEHOLDER not in template
-                or not _CUSTOMER_ID.fullmatch(customer)):
-            return None
-        key = (template, len(customer))
-        if key not in self._templates:
-            self._templates[key] = _sentinel_form(template, len(customer))
-        found = self._templates[key]
-        if found is None:
-            return None
-        sentinel, tree, printed = found
-        from pglast.parser import ParseError, parse_sql_json
-
-        try:
-            own = parse_sql_json(_WRAP + text)
-        except ParseError:
-            return None
-        if own != tree.replace(sentinel, customer):
-            return None
-        return printed.replace(sentinel, customer)
-
-
-def _sentinel_form(template: str, length: int) -> tuple[str, str, str] | None:
-    """(sentinel, parse tree JSON, canonical text) of `template` with a sentinel id
-    of `length` characters, or None when the shortcut would not be exact."""
-    from pglast.parser import ParseError, parse_sql_json
-
-    sentinel = ("zqjx" * length)[:length]
-    if sentinel in template.replace(CUSTOMER_PLACEHOLDER, ""):
-        return None
-    text = template.replace(CUSTOMER_PLACEHOLDER, sentinel)
-    try:
-        tree = parse_sql_json(_WRAP + text)
-        printed = canonical(text)
-    except (ParseError, RowFilterError):
-        return None
-    in_constants = _count_in_constants(json.loads(tree), sentinel, operand=False)
-    if (not in_constants or tree.count(sentinel) != in_constants
-            or printed.count(sentinel) != in_constants):
-        return None
-    return sentinel, tree, printed
-
-
-def _count_in_constants(node: Any, sentinel: str, *, operand: bool) -> int:
-    """Occurrences of `sentinel` in `node` (a pglast JSON tree) that are inside a plain
-    string constant that is an operand of a comparison, IN or LIKE; the caller compares
-    this with all occurrences."""
-    if isinstance(node, list):
-        return sum(_count_in_constants(item, sentinel, operand=operand) for item in node)
-    if not isinstance(node, dict):
-        return 0
-    if operand and set(node) == {"A_Const"}:
-        const = node["A_Const"]
-        value = const.get("sval")
-        if (set(const) <= {"sval", "location"} and isinstance(value, dict)
-                and set(value) == {"sval"} and isinstance(value["sval"], str)):
-            return int(value["sval"].count(sentinel))
-    if operand and set(node) == {"List"}:
-        return _count_in_constants(node["List"], sentinel, operand=True)
-    expr = node.get("A_Expr")
-    if isinstance(expr, dict) and set(node) == {"A_Expr"} and expr.get("kind") in _SAFE_OPERANDS:
-        return sum(_count_in_constants(value, sentinel, operand=key in {"lexpr", "rexpr"})
-                   for key, value in expr.items())
-    return sum(_count_in_constants(value, sentinel, operand=operand and key == "items")
-               for key, value in node.items())
