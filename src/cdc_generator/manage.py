@@ -107,7 +107,7 @@ def load_groups(root: Path) -> tuple[ServerGroup, ...]:
     try:
         doc = load_document(root / GROUPS_FILE, GROUPS_FILE)
     except YamlLoadError as exc:
-        raise ConfigError([exc.problem]) from None
+        raise ConfigError(exc.problems) from None
     problems = schema.validate(doc, schema.SERVER_GROUPS_SCHEMA)
     if problems:
         raise ConfigError(problems)
@@ -362,7 +362,7 @@ def _checked(text: str, shown: str) -> str:
     try:
         doc = parse_document(text, shown)
     except YamlLoadError as exc:
-        raise ConfigError([exc.problem]) from None
+        raise ConfigError(exc.problems) from None
     problems = schema.validate(doc, schema.SERVICE_SCHEMA)
     if problems:
         raise ConfigError(problems)

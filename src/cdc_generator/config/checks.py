@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 
 from cdc_generator import names, rowfilter
 from cdc_generator.config.model import (
@@ -23,11 +22,18 @@ from cdc_generator.errors import Problem
 from cdc_generator.rowfilter import CUSTOMER_PLACEHOLDER
 
 
-def check_config(config: Config, root: Path) -> list[Problem]:
+def check_config(config: Config, *, set_aside: frozenset[str] = frozenset(),
+                 groups_known: bool = True) -> list[Problem]:
+    """Every semantic problem. `set_aside`: names of services whose file could not
+    be used (its own problems are reported already), so nothing that refers to
+    them is a problem too. Without `groups_known` (server-groups.yaml could not be
+    used) only what the service files say by themselves is checked."""
+    if not groups_known:
+        return list(_services(config, set_aside, groups_known=False))
     return [
         *_environments(config),
-        *_groups(config, root),
-        *_services(config),
+        *_groups(config, set_aside),
+        *_services(config, set_aside),
     ]
 
 
@@ -54,8 +60,8 @@ def _environments(config: Config) -> Iterator[Problem]:
         yield from _password(env.sink.password, f"environment {env.name!r} sink")
 
 
-def _groups(config: Config, root: Path) -> Iterator[Problem]:
-    service_names = {s.name for s in config.services}
+def _groups(config: Config, set_aside: frozenset[str]) -> Iterator[Problem]:
+    service_names = {s.name for s in config.services} | set_aside
     env_names = {e.name for e in config.environments}
     by_k8s: dict[str, str] = {}
     for group in config.server_groups:
@@ -77,6 +83,7 @@ def _group_databases(
 ) -> Iterator[Problem]:
     customers: dict[str, str] = {}
     shared_services: dict[str, str] = {}
+    missing: set[str] = set()  # services without a file, reported once per group
     for db in group.databases:
         service = group.service_of(db)
         if service is None:
@@ -84,15 +91,19 @@ def _group_databases(
                 f"database {db.name!r} names no service",
                 "set 'service:' on the database or on the server group",
             )
-        elif service not in service_names:
-            yield db.origin.problem(
+        elif service not in service_names and service not in missing:
+            missing.add(service)
+            # where the name is written: the database's own service:, or the group's
+            where = db.at("service") if db.service else group.at("service")
+            yield where.problem(
                 f"service {service!r} has no file services/{service}.yaml",
-                f"create it with: cdc-generator manage-service --create {service} "
-                f"--server-group {group.name}",
+                f"list the tables it can capture with `cdc-generator manage-service --create "
+                f"{service} --server-group {group.name} --inspect`, then run that with "
+                "--add-table TABLE in place of --inspect",
             )
         for env in dict(db.name_by_environment):
             if env not in env_names:
-                yield db.origin.problem(
+                yield db.at(f"name_by_environment.{env}").problem(
                     f"name_by_environment names unknown environment {env!r}",
                     _suggest(env, sorted(env_names)),
                 )
@@ -100,7 +111,7 @@ def _group_databases(
             yield from _tenant_database(group, db, service, customers)
             continue  # isolation, schema or other, is refused for the whole group
         if db.customer is not None:
-            yield db.origin.problem(
+            yield db.at("customer").problem(
                 "customer applies to db-per-tenant groups only",
                 "remove 'customer:' or make the group db-per-tenant",
             )
@@ -131,7 +142,7 @@ def _tenant_database(group: ServerGroup, db: Database, service: str | None,
     key = f"{service}/{names.k8s(db.customer)}"
     if key in customers:
         same = customers[key] == db.customer
-        yield db.origin.problem(
+        yield db.at("customer").problem(
             f"customer {db.customer!r} appears twice for service {service!r}"
             if same else
             f"customers {customers[key]!r} and {db.customer!r} collide after "
@@ -140,47 +151,51 @@ def _tenant_database(group: ServerGroup, db: Database, service: str | None,
         )
     customers[key] = db.customer
     if not names.is_dns_label(names.k8s(db.customer)):
-        yield db.origin.problem(
+        yield db.at("customer").problem(
             f"customer {db.customer!r} cannot become a Kubernetes name "
             f"({names.k8s(db.customer)!r} is not a DNS-1123 label)",
             "use letters, digits, '-' or '_', starting and ending with a letter or digit",
         )
 
 
-def _services(config: Config) -> Iterator[Problem]:
+def _services(config: Config, set_aside: frozenset[str], *,
+              groups_known: bool = True) -> Iterator[Problem]:
     group_names = sorted(g.name for g in config.server_groups)
     seen_k8s: dict[str, str] = {}
     for service in config.services:
         k8s = names.k8s(service.name)
         if not names.is_dns_label(k8s):
-            yield service.origin.problem(
+            yield service.at("service").problem(
                 f"service name {service.name!r} cannot become a Kubernetes name ({k8s!r})",
                 "use letters, digits, '-' or '_', starting and ending with a letter or digit",
             )
         elif k8s in seen_k8s:
-            yield service.origin.problem(
+            yield service.at("service").problem(
                 f"services {seen_k8s[k8s]!r} and {service.name!r} collide after normalisation "
                 f"to {k8s!r}", "rename one of them",
             )
         seen_k8s[k8s] = service.name
+        if not groups_known:  # server-groups.yaml's own problems are reported already
+            yield from _tables(service, None)
+            continue
         group = config.group(service.server_group)
         if group is None:
-            origin = service.origin
-            yield origin.problem(
+            yield service.at("server_group").problem(
                 f"server group {service.server_group!r} does not exist in {config.groups_file}",
                 _suggest(service.server_group, group_names),
             )
             continue
         if not group.databases_of(service.name):
-            yield service.origin.problem(
+            yield service.at("server_group").problem(
                 f"server group {group.name!r} has no database for service {service.name!r}",
-                f"add a database with 'service: {service.name}' to the group",
+                f"add a database with 'service: {service.name}' to group {group.name!r} in "
+                f"{config.groups_file}, or name the group that has one",
             )
         yield from _tables(service, group)
 
 
-def _tables(service: Service, group: ServerGroup) -> Iterator[Problem]:
-    dbs = group.databases_of(service.name)
+def _tables(service: Service, group: ServerGroup | None) -> Iterator[Problem]:
+    dbs = group.databases_of(service.name) if group is not None else []
     listed = {s for db in dbs for s in db.schemas}
     by_name: dict[str, set[str | None]] = defaultdict(set)
     yield from _captured_twice(service, dbs)
@@ -189,30 +204,31 @@ def _tables(service: Service, group: ServerGroup) -> Iterator[Problem]:
         if not table.primary_key:
             yield table.origin.problem(
                 f"table {table.name!r} has no primary_key",
-                "set primary_key (one column or a list), or let "
-                "'cdc-generator manage-service --add-table' read it from the database",
+                "set primary_key: the column, or list of columns, that identifies a row "
+                "(the table's primary key in the database)",
             )
         if table.schema and listed and table.schema not in listed:
-            yield table.origin.problem(
+            yield table.at("schema").problem(
                 f"schema {table.schema!r} is not among the database's schemas "
                 f"({', '.join(sorted(listed))})",
                 "add the schema to the database in server-groups.yaml or fix the table",
             )
-        if table.schema is None and not listed and group.isolation is Isolation.SCHEMA:
+        if (table.schema is None and not listed and group is not None
+                and group.isolation is Isolation.SCHEMA):
             yield table.origin.problem("table has no schema and the database lists none",
                                        "set 'schema:' on the table or list the database's schemas")
         if table.filter:
             try:
                 rowfilter.canonical(table.filter.replace(CUSTOMER_PLACEHOLDER, "tenant"))
             except rowfilter.RowFilterError as exc:
-                yield table.origin.problem(f"filter: {exc}", exc.hint)
-        if (table.filter and CUSTOMER_PLACEHOLDER in table.filter
+                yield table.at("filter").problem(str(exc), exc.hint)
+        if (table.filter and CUSTOMER_PLACEHOLDER in table.filter and group is not None
                 and group.type is GroupType.DB_SHARED):
-            yield table.origin.problem(
+            yield table.at("filter").problem(
                 f"{CUSTOMER_PLACEHOLDER} in a filter needs a db-per-tenant group",
                 "a db-shared pipeline serves all customers: write the customer ids literally",
             )
-    if group.type is GroupType.DB_PER_TENANT:
+    if group is not None and group.type is GroupType.DB_PER_TENANT:
         for name, schemas in by_name.items():
             effective = {s or DEFAULT_SCHEMA for s in schemas}
             if len(schemas) > 1 or (None in schemas and len(listed) > 1):

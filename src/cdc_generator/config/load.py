@@ -52,9 +52,11 @@ def format_key_path(key_path: KeyPath) -> str:
 
 
 class YamlLoadError(Exception):
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.message)
-        self.problem = problem
+    """A file that cannot be read as YAML: every problem found in it, in order."""
+
+    def __init__(self, *problems: Problem) -> None:
+        super().__init__(problems[0].message)
+        self.problems = problems
 
 
 def load_document(file: Path, shown_as: str) -> Document:
@@ -95,7 +97,7 @@ def parse_document(text: str, shown_as: str) -> Document:
     problems: list[Problem] = []
     doc.data = _build(node, (), doc, problems)
     if problems:
-        raise YamlLoadError(problems[0])
+        raise YamlLoadError(*problems)
     return doc
 
 

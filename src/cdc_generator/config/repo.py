@@ -28,37 +28,40 @@ def service_files(root: Path) -> list[Path]:
 
 
 def load_config(root: Path) -> Config:
-    """Read and validate everything; raise ConfigError listing every problem."""
+    """Read and validate everything; raise ConfigError listing every problem.
+
+    One run finds the problems of every kind in every file: a file that cannot
+    be read or breaks its schema is reported and set aside, and the others are
+    still checked, without the problems that would only echo it (a reference to
+    a service whose file was set aside is not a second problem)."""
     problems: list[Problem] = []
     groups_doc = _read(root / GROUPS_FILE, GROUPS_FILE, schema.SERVER_GROUPS_SCHEMA, problems)
-    service_docs = []
-    for file in service_files(root):
-        shown = f"{SERVICES_DIR}/{file.name}"
-        doc = _read(file, shown, schema.SERVICE_SCHEMA, problems)
-        if doc is not None:
-            service_docs.append((file, doc))
-    if problems or groups_doc is None:
-        raise ConfigError(problems)
-
     services: list[Service] = []
-    for file, doc in service_docs:
+    set_aside: set[str] = set()
+    for file in service_files(root):
+        doc = _read(file, f"{SERVICES_DIR}/{file.name}", schema.SERVICE_SCHEMA, problems)
+        if doc is None:
+            set_aside.add(file.stem)
+            continue
         service = build_service(doc)
         if service.name != file.stem:
-            problems.append(doc.problem(
-                ("service",),
+            problems.append(service.at("service").problem(
                 f"service {service.name!r} is defined in {file.name}",
                 f"name the file {SERVICES_DIR}/{service.name}.yaml or set service: {file.stem}",
             ))
+            set_aside |= {service.name, file.stem}  # which name is meant is not known
+            continue
         services.append(service)
-    groups = build_server_groups(groups_doc)
+    groups = build_server_groups(groups_doc) if groups_doc is not None else ()
     config = Config(
-        environments=build_environments(groups_doc),
+        environments=build_environments(groups_doc) if groups_doc is not None else (),
         server_groups=groups,
         services=tuple(sorted(services, key=lambda s: s.name)),
         groups_file=GROUPS_FILE,
         group_by_name={g.name: g for g in groups},
     )
-    problems.extend(checks.check_config(config, root))
+    problems.extend(checks.check_config(config, set_aside=frozenset(set_aside),
+                                        groups_known=groups_doc is not None))
     if problems:
         raise ConfigError(problems)
     return config
@@ -68,7 +71,7 @@ def _read(file: Path, shown: str, schema_name: str, problems: list[Problem]) -> 
     try:
         doc = load_document(file, shown)
     except YamlLoadError as exc:
-        problems.append(exc.problem)
+        problems.extend(exc.problems)
         return None
     if not isinstance(doc.data, dict):
         problems.append(doc.problem((), "the file must contain a mapping at the top level"))
