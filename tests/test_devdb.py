@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import selectors
+import shlex
 import shutil
 import signal
 import subprocess
@@ -63,11 +64,11 @@ def scratch_tmp() -> Iterator[Path]:
 class DevDbProcess:
     """`cdc-generator dev-db` as a child process, its output read as it comes."""
 
-    def __init__(self, tmpdir: Path, *, ignore_sigint: bool) -> None:
+    def __init__(self, tmpdir: Path, *extra: str, ignore_sigint: bool) -> None:
         # ignore_sigint: start it the way a non-interactive shell starts a
         # background job (`cdc-generator dev-db &`), with SIGINT ignored
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cdc_generator", "dev-db", "--root", str(REPO_ROOT)],
+            [sys.executable, "-m", "cdc_generator", "dev-db", "--root", str(REPO_ROOT), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
             env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmpdir)},
             preexec_fn=_ignore_sigint if ignore_sigint else None)  # noqa: PLW1509
@@ -142,6 +143,39 @@ def test_dev_db_starts_seeds_and_stops(sig: signal.Signals, ignore_sigint: bool,
         assert "stopping PostgreSQL" in err
         assert not _pid_alive(server_pid)
         assert not data_dir.exists(), "the server's temp dir is removed"
+    finally:
+        dev.close()
+
+
+@pytest.mark.postgres
+def test_exports_are_shell_text_and_the_env_file_goes_with_the_server(
+        scratch_tmp: Path, tmp_path: Path) -> None:
+    env_file = tmp_path / "dev-db.env"
+    dev = DevDbProcess(scratch_tmp, "--env-file", str(env_file), ignore_sigint=False)
+    try:
+        dev.read_until("Press Ctrl-C")
+        assert env_file.read_text() == dev.out, "the same export lines"
+        assert env_file.stat().st_mode & 0o777 == 0o600, "it holds a password"
+        shell = subprocess.run(  # what `. FILE` and eval give a shell
+            ["bash", "-c", f'. "{env_file}" && eval "$OUT" && '
+             'printf "%s %s" "$POSTGRES_ADOPUS_PORT" "$POSTGRES_ADOPUS_PASSWORD"'],
+            env={**os.environ, "OUT": dev.out}, capture_output=True, text=True, check=True)
+        exports = dict(line.removeprefix("export ").partition("=")[::2]
+                       for line in dev.out.splitlines())
+        port, password = shell.stdout.split(" ")
+        assert port == exports["POSTGRES_ADOPUS_PORT"]
+        assert password == shlex.split(exports["POSTGRES_ADOPUS_PASSWORD"])[0]
+        # the publication a row-filtered source needs, as generated/sql/ has it
+        with _connect({k: shlex.split(v)[0] for k, v in exports.items()}, "ADOPUS",
+                      "adopus_acme") as conn:
+            rows = conn.execute("SELECT tablename, rowfilter FROM pg_publication_tables "
+                                "WHERE pubname = 'cdc_accounting_acme_nonprod' "
+                                "ORDER BY 1").fetchall()
+        assert rows == [("invoice_lines", None), ("invoices", None),
+                        ("ledger_entries", "(owner_id = 'acme'::text)")]
+        rc, err = dev.stop(signal.SIGINT)
+        assert rc == 0, err
+        assert not env_file.exists()
     finally:
         dev.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import time
@@ -29,6 +30,7 @@ class Options:
     root: Path
     environment: str | None
     keep: bool
+    env_file: Path | None
     label = "dev-db"
 
 
@@ -37,10 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="create E's database names (default: the first environment)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the data directory after stopping")
+    parser.add_argument("--env-file", type=Path, metavar="FILE",
+                        help="also write the `export` lines to FILE once the server is ready "
+                             "(for `. FILE` in another shell; removed when dev-db stops)")
 
 
 def options(args: argparse.Namespace) -> Options:
-    return Options(args.root, args.environment, args.keep)
+    return Options(args.root, args.environment, args.keep, args.env_file)
 
 
 class _Stop:
@@ -81,7 +86,12 @@ def run(options: Options) -> Report:
     except BaseException:
         stop.restore()
         raise
-    return _ready(options, dev, stop)
+    try:
+        return _ready(options, dev, stop)
+    except BaseException:  # e.g. --env-file cannot be written: nothing is left running
+        dev.server.stop()
+        stop.restore()
+        raise
 
 
 def _ready(options: Options, dev: devdb.DevDb, stop: _Stop) -> Report:
@@ -89,7 +99,9 @@ def _ready(options: Options, dev: devdb.DevDb, stop: _Stop) -> Report:
 
     server = dev.server
     names = ", ".join(db.name for db in dev.databases)
-    exports = "".join(f"export {name}={value}\n" for name, value in dev.exports)
+    exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in dev.exports)
+    if options.env_file is not None:
+        _write_private(options.env_file, exports)
     return Report(options.label, result={
         "host": server.host, "port": server.port, "pid": server.pid,
         "data_dir": str(server.data_dir), "databases": [db.name for db in dev.databases],
@@ -98,12 +110,24 @@ def _ready(options: Options, dev: devdb.DevDb, stop: _Stop) -> Report:
         messages=(f"PostgreSQL on {server.host}:{server.port} (pid {server.pid}, data "
                   f"{server.data_dir}) with databases: {names}",
                   "This is a throwaway local server, so its password is printed below on "
-                  "purpose. Export these, then run manage-service / preflight:",
+                  "purpose. Export these (or `. FILE` of --env-file), then run manage-service "
+                  "/ preflight:",
                   *(f"note: {note}" for note in dev.notes), "Press Ctrl-C to stop."),
-        hold=lambda: _serve(dev, stop))
+        hold=lambda: _serve(dev, stop, options.env_file))
 
 
-def _serve(dev: devdb.DevDb, stop: _Stop) -> int:
+def _write_private(path: Path, text: str) -> None:
+    """`text` into `path`, readable by its owner only (it holds a password), whole."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _serve(dev: devdb.DevDb, stop: _Stop, env_file: Path | None) -> int:
     """Wait for Ctrl-C (or SIGTERM), then stop the server; the exit code."""
     from cdc_generator.report import EXIT_FAIL, EXIT_OK
 
@@ -121,4 +145,6 @@ def _serve(dev: devdb.DevDb, stop: _Stop) -> int:
         for sig in _STOP_SIGNALS:  # a second Ctrl-C must not cut the stop short
             signal.signal(sig, signal.SIG_IGN)
         server.stop()
+        if env_file is not None:
+            env_file.unlink(missing_ok=True)
         stop.restore()
