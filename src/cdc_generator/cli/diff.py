@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cdc_generator.report import Report
 
-HELP = "show what `generate` would change, as a unified diff, without writing"
+HELP = ("show what `generate` would change, as a unified diff, without writing "
+        "(exit 1 when it would change anything)")
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,7 @@ def options(args: argparse.Namespace) -> Options:
 def run(options: Options) -> Report:
     from cdc_generator import generate
     from cdc_generator.cli.generate import freshness
-    from cdc_generator.report import EXIT_OK
 
     checked = generate.check(options.root, generate.Selection(options.service,
                                                               options.environment))
-    return replace(freshness(options.label, checked, stale_is_a_problem=False),
-                   exit_code=EXIT_OK)
+    return freshness(options.label, checked, stale_is_a_problem=False)
