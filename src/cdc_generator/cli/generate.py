@@ -23,6 +23,7 @@ class Options:
     check: bool
     diff: bool  # with check: the unified diff of what is stale
     jobs: int | None
+    pre_commit: bool = False  # the cdc-generate hook: see --pre-commit
 
     @property
     def label(self) -> str:
@@ -38,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", "-j", type=int, metavar="N",
                         help="render and write in up to N processes (default: "
                              "$CDC_GENERATOR_JOBS, else one per CPU; small plans use one)")
+    parser.add_argument("--pre-commit", action="store_true",
+                        help="as the cdc-generate hook runs it: exit 1 when generated/ had to "
+                             "change (the commit then picks the files up); an invalid config "
+                             "gets one line, its problems are the cdc-validate hook's to list")
 
 
 def options(args: argparse.Namespace) -> Options:
@@ -45,13 +50,16 @@ def options(args: argparse.Namespace) -> Options:
 
     if args.no_diff and not args.check:
         raise UsageError("--no-diff applies to --check only (generate prints no diff)")
+    if args.pre_commit and args.check:
+        raise UsageError("--pre-commit writes generated/; --check writes nothing")
     return Options(args.root, args.service, args.environment, args.check,
-                   not args.no_diff, args.jobs)
+                   not args.no_diff, args.jobs, args.pre_commit)
 
 
 def run(options: Options) -> Report:
     from cdc_generator import generate
-    from cdc_generator.report import Report, changes_payload
+    from cdc_generator.errors import ConfigError
+    from cdc_generator.report import EXIT_FAIL, EXIT_OK, Report, changes_payload
 
     selection = generate.Selection(options.service, options.environment)
     if options.check:
@@ -59,7 +67,14 @@ def run(options: Options) -> Report:
                                  jobs=options.jobs)
         return freshness(options.label, checked, stale_is_a_problem=True)
     started = time.perf_counter()
-    result = generate.generate(options.root, selection, jobs=options.jobs)
+    try:
+        result = generate.generate(options.root, selection, jobs=options.jobs)
+    except ConfigError as exc:
+        if not options.pre_commit:
+            raise
+        return Report(options.label, EXIT_FAIL, messages=(
+            f"cdc-generate: the config has {len(exc.problems)} problem(s), so generated/ was "
+            "left as it is; the cdc-validate hook (`cdc-generator validate`) lists them",))
     seconds = time.perf_counter() - started
     changes = result.changes
     took = (f"{len(result.plan.pipelines)} pipelines, "
@@ -70,10 +85,14 @@ def run(options: Options) -> Report:
     else:
         said = (f"generated/ already up to date: nothing written "
                 f"({len(changes.unchanged)} files, {took})")
-    return Report(options.label, result={
-        "files": changes_payload(changes), "unchanged": len(changes.unchanged),
-        "pipelines": len(result.plan.pipelines), "jobs": result.jobs,
-        "seconds": round(seconds, 3)}, messages=(said,))
+    messages: tuple[str, ...] = (said,)
+    if options.pre_commit and changes.any:
+        messages += ("cdc-generate: generated/ was out of date and has been regenerated; "
+                     "add it to the commit",)
+    return Report(options.label, EXIT_FAIL if options.pre_commit and changes.any else EXIT_OK,
+                  result={"files": changes_payload(changes), "unchanged": len(changes.unchanged),
+                          "pipelines": len(result.plan.pipelines), "jobs": result.jobs,
+                          "seconds": round(seconds, 3)}, messages=messages)
 
 
 def freshness(label: str, checked: generate.Result, *, stale_is_a_problem: bool) -> Report:
