@@ -120,3 +120,14 @@ def test_readme_shows_the_envelope_as_it_is() -> None:
     assert list(data) == ENVELOPE_KEYS
     assert list(data["problems"][0]) == ["file", "line", "col", "key_path", "message", "hint",
                                          "severity"]
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_every_option_says_what_it_does(command: str) -> None:
+    import argparse
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = [a for a in sub.choices[command]._actions if a.option_strings]
+    assert options
+    assert [a.option_strings for a in options if not a.help] == []

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from cdc_generator.config.model import Database, ServerGroup, Service
     from cdc_generator.db.connection import Target
-    from cdc_generator.manage import NewTable
+    from cdc_generator.manage import InspectedTable, NewTable
     from cdc_generator.report import Report
 
 HELP = "inspect a service's source database and add or remove tables in services/<S>.yaml"
@@ -20,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--service", metavar="S", help="the service to inspect or edit")
     who.add_argument("--create", metavar="S",
-                     help="create services/S.yaml (with --server-group and --add-table)")
+                     help="create services/S.yaml (with --server-group and --add-table; "
+                          "--inspect lists the tables it can capture)")
     parser.add_argument("--server-group", metavar="G", help="with --create: the server group")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--inspect", action="store_true",
@@ -63,18 +66,20 @@ class Options:
 
     @property
     def label(self) -> str:
-        action = ("--create" if self.create else "--inspect" if self.inspect
-                  else "--add-table" if self.add_table else "--remove-table")
-        return f"manage-service {action}"
+        action = ("--inspect" if self.inspect else "--add-table" if self.add_table
+                  else "--remove-table")
+        return f"manage-service {'--create ' if self.create else ''}{action}"
 
 
 def options(args: argparse.Namespace) -> Options:
     from cdc_generator.errors import UsageError
 
     if args.create:
-        if not (args.server_group and args.add_table):
-            raise UsageError("--create needs --server-group G and --add-table T "
-                             "(a service captures at least one table)")
+        if not (args.server_group and (args.add_table or args.inspect)):
+            raise UsageError("--create needs --server-group G and --add-table T (a service "
+                             "captures at least one table), or --inspect to list the tables")
+        if args.remove_table:
+            raise UsageError("--remove-table applies to an existing service (--service S)")
     elif args.server_group:
         raise UsageError("--server-group applies to --create only")
     elif not (args.inspect or args.add_table or args.remove_table):
@@ -109,7 +114,7 @@ def _existing(args: Options) -> Report:
     if args.inspect:
         return _inspect(args, service, group, database)
     if args.remove_table:
-        text = manage.remove_table_text(manage.read_text(path), shown,
+        text = manage.remove_table_text(manage.read_text(path), shown, service.name,
                                         args.remove_table, args.schema)
         manage.write_atomic(path, text)
         return _edited(args, shown, "removed", name=args.remove_table, schema=args.schema)
@@ -137,8 +142,16 @@ def _create(args: Options) -> Report:
         raise UsageError(f"unknown server group {args.server_group!r}; "
                          f"{manage.suggest(args.server_group, known)}")
     database = _database(group, args.service, args.customer)
+    if args.inspect:  # the tables the new service can capture
+        return _inspect(args, None, group, database)
     table, notes = _new_table(args, group, database)
-    manage.write_atomic(path, manage.new_service_text(args.service, group.name, table))
+    schema_line = (args.root / manage.SCHEMA_FILE).is_file()
+    if not schema_line:  # a `$schema` line would point at nothing
+        notes.append(f"no `$schema` line for editors: this repository has no "
+                     f"{manage.SCHEMA_FILE} (copy it from the package's cdc_generator/schemas/ "
+                     "to have one)")
+    manage.write_atomic(path, manage.new_service_text(args.service, group.name, table,
+                                                      schema_line=schema_line))
     return _edited(args, f"services/{path.name}", "created", name=table.name,
                    schema=table.schema, table=table, notes=notes)
 
@@ -207,18 +220,42 @@ def _new_table(args: Options, group: ServerGroup,
                                       customer=database.customer)
 
 
-def _inspect(args: Options, service: Service, group: ServerGroup,
+def _inspect(args: Options, service: Service | None, group: ServerGroup,
              database: Database) -> Report:
     from cdc_generator import manage
     from cdc_generator.db.connection import connect
-    from cdc_generator.db.inspect import inspect_tables
+    from cdc_generator.db.inspect import inspect_tables, schemas_with_tables
+    from cdc_generator.errors import UsageError
     from cdc_generator.report import Report
 
     target = _target(args, group, database)
     schemas = database.schemas_for(args.schema)
     with connect(target) as conn:
         rows = manage.inspection(service, database, inspect_tables(conn, schemas))
+        known = schemas_with_tables(conn) if not rows else list(schemas)
+    if args.schema and args.schema not in known:
+        raise UsageError(f"database {target.dbname} has no tables in schema {args.schema!r}",
+                         manage.suggest(args.schema, known))
+    messages = () if rows else (f"no tables in schema {', '.join(schemas)}; the schemas with "
+                                f"tables: {', '.join(known) or 'none'}",)
     return Report(args.label, result={
-        "service": service.name, "database": target.dbname, "schemas": list(schemas),
+        "service": args.service, "database": target.dbname, "schemas": list(schemas),
         "tables": [r.as_dict() for r in rows]},
-        output=manage.inspection_text(rows, target.describe()))
+        output=inspection_text(rows, target.describe()), messages=messages)
+
+
+def inspection_text(rows: Sequence[InspectedTable], where: str) -> str:
+    """A table of the inspected tables; '?' rows (never analyzed) explained below it."""
+    header = ("table", "primary key", "columns", "replica identity", "est. rows", "tracked")
+    body = [(r.table.qualified, ",".join(r.table.primary_key) or "-", str(len(r.table.columns)),
+             r.table.replica_identity,
+             "?" if r.table.estimated_rows is None else str(r.table.estimated_rows),
+             "yes" if r.tracked else "") for r in rows]
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+    lines = [f"{where}: {len(rows)} tables, {sum(r.tracked for r in rows)} tracked"]
+    for row in (header, *body):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if any(r.table.estimated_rows is None for r in rows):
+        lines.append("est. rows ?: PostgreSQL has no estimate yet (the table was never vacuumed "
+                     "or analyzed); ANALYZE makes one")
+    return "\n".join(lines) + "\n"

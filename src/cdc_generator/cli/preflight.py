@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from cdc_generator.config.model import Config
-    from cdc_generator.db.preflight import Source
+    from cdc_generator.db.preflight import Check, Source
     from cdc_generator.report import Report
 
 HELP = "check the live source database is ready for a service's connectors (exit 1 if not)"
@@ -26,8 +28,10 @@ class Options:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--service", required=True, metavar="S")
-    parser.add_argument("--environment", required=True, metavar="E")
+    parser.add_argument("--service", required=True, metavar="S",
+                        help="the service whose source databases to check")
+    parser.add_argument("--environment", required=True, metavar="E",
+                        help="the environment whose database names to use (name_by_environment)")
     parser.add_argument("--customer", metavar="C",
                         help="db-per-tenant: check this tenant only (default: every tenant)")
     parser.add_argument("--dsn", help="connect with this libpq DSN instead of the server block "
@@ -50,7 +54,7 @@ def run(options: Options) -> Report:
     return Report(options.label, EXIT_FAIL if preflight.failed(checks) else EXIT_OK,
                   result={"service": options.service, "environment": options.environment,
                           "checks": [asdict(c) for c in checks]},
-                  output=preflight.render_text(checks, title))
+                  output=render_text(checks, title))
 
 
 def _sources(options: Options, config: Config) -> list[Source]:
@@ -73,6 +77,8 @@ def _sources(options: Options, config: Config) -> list[Source]:
         if not pipelines:
             raise UsageError(f"unknown customer {options.customer!r}; "
                              f"{suggest(options.customer, customers)}")
+    service = next(s for s in config.services if s.name == options.service)
+    unscoped = frozenset(t.name for t in service.tables if t.schema is None)
     sources = []
     for p in pipelines:
         if options.dsn:
@@ -81,5 +87,23 @@ def _sources(options: Options, config: Config) -> list[Source]:
             group = config.group(p.group)
             assert group is not None
             target = connection.server_target(group, p.source.database, p.customer)
-        sources.append(preflight.Source(p, target))
+        sources.append(preflight.Source(p, target, unscoped))
     return sources
+
+
+def render_text(checks: Sequence[Check], title: str) -> str:
+    """The checks for people: one line each, with the fix of each failure."""
+    from cdc_generator.db.preflight import PASS, WARN
+
+    lines = [title]
+    for c in checks:
+        where = c.database + (f" ({c.customer})" if c.customer else "")
+        lines.append(f"{c.status.upper():4} {c.check} [{where}]: {c.message}")
+        if c.fix and c.status != PASS:
+            lines.append("     fix:")
+            lines.extend(f"       {line}" for line in c.fix.splitlines())
+    failures = sum(c.failed for c in checks)
+    warnings = sum(c.status == WARN for c in checks)
+    lines.append(f"{len(checks)} checks: {failures} failed, {warnings} warnings")
+    return "\n".join(lines) + "\n"
+

@@ -50,6 +50,8 @@ class Source:
 
     pipeline: Pipeline
     target: Target
+    # tables the service lists without a schema (one entry for every schema)
+    unscoped: frozenset[str] = frozenset()
 
 
 def run(sources: Sequence[Source]) -> list[Check]:
@@ -217,13 +219,13 @@ def database_checks(conn: psycopg.Connection[Any], source: Source) -> list[Check
     out: list[Check] = []
     for table in p.source.tables:
         info = found.get((table.schema, table.name))
-        out.extend(_table_checks(p, table, info, source.target.user))
+        out.extend(_table_checks(source, table, info))
     out.extend(_publication_checks(conn, p))
     return out
 
 
-def _table_checks(p: Pipeline, table: CapturedTable, info: TableInfo | None,
-                  user: str) -> list[Check]:
+def _table_checks(source: Source, table: CapturedTable, info: TableInfo | None) -> list[Check]:
+    p, user = source.pipeline, source.target.user
     db, who, name = p.source.database, p.customer, table.qualified
     qualified = f"{ident(table.schema)}.{ident(table.name)}"
 
@@ -231,10 +233,14 @@ def _table_checks(p: Pipeline, table: CapturedTable, info: TableInfo | None,
         return Check(check_id, status, message, fix, db, who, name)
 
     if info is None:
+        remove = f"cdc-generator manage-service --service {p.service} --remove-table {table.name}"
+        if table.name in source.unscoped:  # its entry covers every schema
+            remove += "\n--   (its entry has no schema: this stops capturing it from all)"
+        else:
+            remove += f" --schema {table.schema}"
         return [check("table_exists", FAIL, f"table {name} does not exist in {db}",
                       f"-- create {qualified} in database {db}, or stop capturing it:\n"
-                      f"-- cdc-generator manage-service --service {p.service} "
-                      f"--remove-table {table.name} --schema {table.schema}")]
+                      f"-- {remove}")]
     out = [check("table_exists", PASS, f"table {name} exists")]
     if info.can_select:
         out.append(check("select_privilege", PASS, f"SELECT on {name} granted"))
@@ -380,18 +386,3 @@ def _publication_checks(conn: psycopg.Connection[Any], p: Pipeline) -> list[Chec
 
 def failed(checks: Sequence[Check]) -> bool:
     return any(c.failed for c in checks)
-
-
-def render_text(checks: Sequence[Check], title: str) -> str:
-    lines = [title]
-    for c in checks:
-        where = c.database + (f" ({c.customer})" if c.customer else "")
-        lines.append(f"{c.status.upper():4} {c.check} [{where}]: {c.message}")
-        if c.fix and c.status != PASS:
-            lines.append("     fix:")
-            lines.extend(f"       {line}" for line in c.fix.splitlines())
-    failures = sum(c.failed for c in checks)
-    warnings = sum(c.status == WARN for c in checks)
-    lines.append(f"{len(checks)} checks: {failures} failed, {warnings} warnings")
-    return "\n".join(lines) + "\n"
-
