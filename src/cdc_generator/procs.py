@@ -3,23 +3,20 @@ and children that die with their parent.
 
 Shared by generate's forked workers (parallel.py), the throwaway PostgreSQL
 (localpg) and the test suite's Kafka broker and Connect worker (tests/e2e).
+`generate` imports this module, so what only the others need is imported
+where it is used.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import subprocess
 
 LOCALHOST = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
@@ -34,6 +31,8 @@ class ProcessError(RuntimeError):
 
 def free_port(host: str = LOCALHOST, *, avoid: int | None = None) -> int:
     """A TCP port on `host` that was free a moment ago (not `avoid`)."""
+    import socket
+
     for _ in range(20):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((host, 0))
@@ -51,6 +50,10 @@ def stop(popen: subprocess.Popen[Any], escalation: Escalation, *, name: str = ""
     """Send each signal of `escalation` in turn, waiting up to its seconds for the
     process to exit, and reap it. True when it was gone after the first signal
     (or before any); raises ProcessError if it outlives the last one."""
+    import contextlib
+    import logging
+    import subprocess
+
     if popen.poll() is not None:
         return True
     who = f"{name or 'process'} (pid {popen.pid})"
@@ -60,7 +63,7 @@ def stop(popen: subprocess.Popen[Any], escalation: Escalation, *, name: str = ""
         try:
             popen.wait(timeout=wait)
         except subprocess.TimeoutExpired:
-            logger.warning("%s ignored %s for %gs", who, sig.name, wait)
+            logging.getLogger(__name__).warning("%s ignored %s for %gs", who, sig.name, wait)
             continue
         return step == 0
     raise ProcessError(f"{who} survived {escalation[-1][0].name}")
@@ -101,6 +104,9 @@ def die_with_parent_argv(sig: signal.Signals = signal.SIGTERM) -> list[str]:
     missing or this is not the main thread (the signal follows the forking
     thread's death, and other threads end early). Unlike `on_parent_death`, a
     parent that dies before setpriv has run leaves the program running."""
+    import shutil
+    import threading
+
     setpriv = shutil.which("setpriv")
     if setpriv is None or threading.current_thread() is not threading.main_thread():
         return []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import signal
 import sys
 import time
@@ -95,6 +94,8 @@ def run(options: Options) -> Report:
 
 
 def _ready(options: Options, dev: devdb.DevDb, stop: _Stop) -> Report:
+    import shlex
+
     from cdc_generator.report import Report
 
     server = dev.server
