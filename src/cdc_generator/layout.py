@@ -17,9 +17,9 @@ the Kafka Connect client all place and find files through this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 from cdc_generator import names
 
@@ -63,8 +63,7 @@ def generated_dir(root: Path) -> Path:
     return root / GENERATED_DIR
 
 
-@dataclass(frozen=True)
-class Place:
+class Place(NamedTuple):
     """Whose a file of the tree is: `<kind>/<service>/<environment>/<name>`."""
 
     kind: str

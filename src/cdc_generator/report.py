@@ -31,6 +31,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from cdc_generator.errors import Problem
 from cdc_generator.layout import in_repo
@@ -63,8 +64,7 @@ class Report:
         return self.exit_code == EXIT_OK
 
 
-@dataclass(frozen=True)
-class Rendered:
+class Rendered(NamedTuple):
     out: str  # for stdout
     err: str  # for stderr
 

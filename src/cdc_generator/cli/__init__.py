@@ -2,8 +2,8 @@
 
 A command is a module of this package (listed in COMMANDS) with:
 
-* `HELP`, and `add_arguments(parser)` for its own arguments (every command
-  also gets `--root` and `--format`);
+* `add_arguments(parser)` for its own arguments (every command also gets
+  `--root` and `--format`; its line of help is in COMMANDS);
 * `options(args) -> Options`: the typed options (a frozen dataclass with
   `root` and `label`, the command as the reports name it), refusing
   combinations that make no sense with a UsageError;
@@ -30,13 +30,27 @@ from typing import Protocol
 from cdc_generator import __version__
 from cdc_generator.report import EXIT_BUG, EXIT_FAIL, EXIT_USAGE, FORMATS, NO_FILE, Report
 
+# command -> its module and its line of help. Only the module of the command
+# being run is imported: `generate` does not pay for building the others.
 COMMANDS = {
-    "generate": "cdc_generator.cli.generate",
-    "validate": "cdc_generator.cli.validate",
-    "diff": "cdc_generator.cli.diff",
-    "manage-service": "cdc_generator.cli.manage_service",
-    "preflight": "cdc_generator.cli.preflight",
-    "dev-db": "cdc_generator.cli.dev_db",
+    "generate": ("cdc_generator.cli.generate",
+                 "render the pipelines into generated/ (or --check that they are fresh)"),
+    "validate": ("cdc_generator.cli.validate",
+                 "check server-groups.yaml, services/ and templates without writing "
+                 "anything; with --connect-url also ask a Kafka Connect cluster to validate "
+                 "generated/"),
+    "diff": ("cdc_generator.cli.diff",
+             "show what `generate` would change, as a unified diff, without writing "
+             "(exit 1 when it would change anything)"),
+    "manage-service": ("cdc_generator.cli.manage_service",
+                       "inspect a service's source database and add or remove tables in "
+                       "services/<S>.yaml"),
+    "preflight": ("cdc_generator.cli.preflight",
+                  "check the live source database is ready for a service's connectors "
+                  "(exit 1 if not)"),
+    "dev-db": ("cdc_generator.cli.dev_db",
+               "start a local PostgreSQL seeded with the config's databases and tables "
+               "(Ctrl-C stops it)"),
 }
 EXIT_INTERRUPTED = 130
 
@@ -50,8 +64,6 @@ class Options(Protocol):
 
 
 class Command(Protocol):
-    HELP: str
-
     def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
 
     def options(self, args: argparse.Namespace) -> Options: ...
@@ -60,11 +72,13 @@ class Command(Protocol):
 
 
 def _command(name: str) -> Command:
-    module: Command = importlib.import_module(COMMANDS[name])
+    module: Command = importlib.import_module(COMMANDS[name][0])
     return module
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; the arguments of every command, or of the commands `only` names
+    (the others are listed, with their help, but their modules not imported)."""
     parser = argparse.ArgumentParser(
         prog="cdc-generator",
         description="Turn server-groups.yaml and services/*.yaml into Strimzi/Debezium "
@@ -81,11 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "(text plus workflow annotations; the default under GitHub "
                              "Actions, else text)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        module = _command(name)
-        command_parser = sub.add_parser(name, parents=[common], help=module.HELP,
-                                        description=module.HELP)
-        module.add_arguments(command_parser)
+    for name, (_module, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, parents=[common], help=help_text,
+                                        description=help_text)
+        if only is None or name in only:
+            _command(name).add_arguments(command_parser)
     return parser
 
 
@@ -96,7 +110,10 @@ def chosen_format(fmt: str | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # the top level takes no option with a value: its first word is the command
+    first = next((a for a in argv if not a.startswith("-")), "")
+    args = build_parser(only=[first]).parse_args(argv)
     command, fmt, root = _command(args.command), chosen_format(args.format), args.root
     label: str = args.command
     try:

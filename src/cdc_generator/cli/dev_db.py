@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from cdc_generator import devdb
     from cdc_generator.report import Report
 
-HELP = "start a local PostgreSQL seeded with the config's databases and tables (Ctrl-C stops it)"
 
 # Ctrl-C (SIGINT) and SIGTERM both stop the server. Both handlers are installed
 # here, not left to Python: Python installs its SIGINT handler only when SIGINT

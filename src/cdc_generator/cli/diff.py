@@ -10,9 +10,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cdc_generator.report import Report
 
-HELP = ("show what `generate` would change, as a unified diff, without writing "
-        "(exit 1 when it would change anything)")
-
 
 @dataclass(frozen=True)
 class Options:

@@ -12,8 +12,6 @@ if TYPE_CHECKING:
     from cdc_generator import generate
     from cdc_generator.report import Report
 
-HELP = "render the pipelines into generated/ (or --check that they are fresh)"
-
 
 @dataclass(frozen=True)
 class Options:

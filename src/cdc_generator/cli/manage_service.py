@@ -15,8 +15,6 @@ if TYPE_CHECKING:
     from cdc_generator.manage import InspectedTable, NewTable
     from cdc_generator.report import Report
 
-HELP = "inspect a service's source database and add or remove tables in services/<S>.yaml"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     who = parser.add_mutually_exclusive_group(required=True)

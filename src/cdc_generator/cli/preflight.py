@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from cdc_generator.db.preflight import Check, Source
     from cdc_generator.report import Report
 
-HELP = "check the live source database is ready for a service's connectors (exit 1 if not)"
-
 
 @dataclass(frozen=True)
 class Options:

@@ -10,9 +10,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cdc_generator.report import Report
 
-HELP = ("check server-groups.yaml, services/ and templates without writing anything; "
-        "with --connect-url also ask a Kafka Connect cluster to validate generated/")
-
 
 @dataclass(frozen=True)
 class Options:
