@@ -38,7 +38,12 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from cdc_generator.localpg.cluster import DEFAULT_SETTINGS, RESERVED_SETTINGS, Cluster
+from cdc_generator.localpg.cluster import (
+    DEFAULT_SETTINGS,
+    RESERVED_SETTINGS,
+    Cluster,
+    remove_tree,
+)
 from cdc_generator.localpg.cluster import check_settings as _check_settings
 from cdc_generator.localpg.install import (
     BinariesMissing,
@@ -88,25 +93,29 @@ def start(
     merged = {**DEFAULT_SETTINGS, **_check_settings(settings or {})}
     install = find_install()
     run_as = resolve_run_as()
-    cluster = Cluster(usable_root(install, run_as), _workdir(base_dir, run_as), run_as)
-    server = LocalPostgres(cluster, password=secrets.token_urlsafe(24), settings=merged,
-                           keep=keep, die_with_parent=die_with_parent)
+    root = usable_root(install, run_as)
+    workdir = _workdir(base_dir, run_as)
+    server: LocalPostgres | None = None
     try:
+        cluster = Cluster(root, workdir, run_as)
+        server = LocalPostgres(cluster, password=secrets.token_urlsafe(24), settings=merged,
+                               keep=keep, die_with_parent=die_with_parent)
         started = time.monotonic()
         cluster.initdb(server.password, timeout)
         initdb_done = time.monotonic()
         server.launch(timeout)
         logger.info("PostgreSQL started on %s:%d in %.2fs (initdb %.2fs), dir %s",
                     server.host, server.port, time.monotonic() - started,
-                    initdb_done - started, cluster.base_dir)
+                    initdb_done - started, workdir)
     except BaseException as exc:
-        server.terminate(kill_after=5.0)
+        if server is not None:
+            server.terminate(kill_after=5.0)
         # the log of a failed start is worth keeping; an interrupted one (Ctrl-C,
         # SIGTERM turned into KeyboardInterrupt) is not a failure to look at
         if keep_on_failure and isinstance(exc, Exception):
-            logger.warning("PostgreSQL failed to start; kept %s", cluster.base_dir)
+            logger.warning("PostgreSQL failed to start; kept %s", workdir)
         else:
-            shutil.rmtree(cluster.base_dir, ignore_errors=True)
+            remove_tree(workdir)
         raise
     return server
 

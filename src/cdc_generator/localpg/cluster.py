@@ -7,9 +7,13 @@ nor `ALTER SYSTEM` can move the server off 127.0.0.1 or its port.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,19 +135,46 @@ class Cluster:
                f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
                "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"]
         try:
-            with self.log_path.open("ab") as log:
-                result = subprocess.run(cmd, timeout=timeout, check=False,
-                                        **self.child_kwargs(log))
-        except subprocess.TimeoutExpired:
-            raise LocalPostgresError(
-                f"initdb did not finish within {timeout:g}s; log {self.log_path}:\n"
-                + tail(self.log_path)) from None
-        except OSError as exc:
-            raise LocalPostgresError(f"could not run initdb: {exc}") from exc
+            returncode = self._run_initdb(cmd, timeout)
         finally:
             pwfile.unlink(missing_ok=True)
-        if result.returncode != 0:
-            raise LocalPostgresError(f"initdb failed (exit {result.returncode}); log "
+        if returncode != 0:
+            raise LocalPostgresError(f"initdb failed (exit {returncode}); log "
                                      f"{self.log_path}:\n" + tail(self.log_path))
         with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
             conf.write(f"\ninclude = '{SETTINGS_FILE}'\n")
+
+    def _run_initdb(self, cmd: list[str], timeout: float) -> int:
+        """initdb's exit code. initdb runs in a process group of its own, with the
+        bootstrap server it starts: stopped early (timeout, Ctrl-C), the whole
+        group is killed, so nothing goes on writing into a data directory that
+        the caller is about to remove."""
+        with self.log_path.open("ab") as log:
+            try:
+                proc = subprocess.Popen(cmd, start_new_session=True, **self.child_kwargs(log))
+            except OSError as exc:
+                raise LocalPostgresError(f"could not run initdb: {exc}") from exc
+        try:
+            return proc.wait(timeout=timeout)
+        except BaseException as exc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            # reaped with waitpid itself: an interrupt inside Popen.wait may have left
+            # Popen's own lock taken, and a second Popen.wait would then block for ever
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proc.pid, 0)
+            proc.returncode = -signal.SIGKILL
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise LocalPostgresError(
+                    f"initdb did not finish within {timeout:g}s; log {self.log_path}:\n"
+                    + tail(self.log_path)) from None
+            raise
+
+
+def remove_tree(path: Path) -> None:
+    """Remove `path`, trying again briefly while killed processes finish dying."""
+    for _ in range(40):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.05)
