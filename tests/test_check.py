@@ -82,7 +82,8 @@ def test_json_format_is_stable(repo: Path, capsys: pytest.CaptureFixture[str]) -
     payload = json.loads(capsys.readouterr().out)
     assert payload["version"] == 1
     assert payload["ok"] is False
-    assert payload["files"]["changed"] == ["generated/pipelines/directory/prod/kustomization.yaml"]
+    assert payload["result"]["files"]["changed"] == [
+        "generated/pipelines/directory/prod/kustomization.yaml"]
     assert payload["problems"][0]["file"] == "generated/pipelines/directory/prod/kustomization.yaml"
 
 

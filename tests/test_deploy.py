@@ -132,6 +132,7 @@ def render_application(template: Any, params: Doc) -> Any:
 
 def test_argocd_kustomization_lists_the_application_sets() -> None:
     kustomization = docs(DEPLOY / "argocd" / "kustomization.yaml")[0]
+    assert kustomization["resources"]
     for resource in kustomization["resources"]:
         assert one(DEPLOY / "argocd" / resource, "ApplicationSet")
 
@@ -159,11 +160,14 @@ def test_argocd_pipelines_cover_every_generated_folder() -> None:
 
 def test_argocd_pipelines_match_manifest_namespaces() -> None:
     appset = one(DEPLOY / "argocd" / "pipelines.yaml", "ApplicationSet")
+    checked = 0
     for app, folder in expand_pipelines(appset):
         for manifest in sorted((REPO / folder).glob("*.yaml")):
             doc = docs(manifest)[0]
             if doc["kind"] == "KafkaConnector":
                 assert doc["metadata"]["namespace"] == app["spec"]["destination"]["namespace"]
+                checked += 1
+    assert checked, "no KafkaConnector under the folders the ApplicationSet deploys"
 
 
 def test_argocd_connect_per_environment() -> None:
@@ -213,6 +217,7 @@ def test_flux_environment(env: str) -> None:
         paths.add(path)
 
     # every service of this environment, and nothing of another environment
+    assert pipeline_dirs(env)
     assert {p for p in paths if p.startswith("generated/")} == pipeline_dirs(env)
     connect = f"deploy/connect/{env}"
     assert connect in paths
@@ -266,6 +271,7 @@ def test_kafka_connect_has_the_plugins_the_connectors_use() -> None:
         "io.debezium.connector.postgresql.PostgresConnector": "debezium-connector-postgres",
         "io.debezium.connector.jdbc.JdbcSinkConnector": "debezium-connector-jdbc",
     }
+    assert classes == set(plugin_of)
     for cls in classes:
         assert plugin_of[cls] in urls, cls
 

@@ -41,7 +41,7 @@ def test_edited_service_shows_as_unified_diff(repo: Path) -> None:
     rename_countries_key(repo)
     before = tree(repo / "generated")
     done = run_cli("diff", "--root", str(repo))
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, "differences: exit 1, as generate --check"
     assert diffed_files(done.stdout) == {
         DIRECTORY_SOURCE.format(env="nonprod"), DIRECTORY_SOURCE.format(env="prod"),
     }
@@ -58,7 +58,7 @@ def test_edited_service_shows_as_unified_diff(repo: Path) -> None:
 def test_environment_narrows_the_diff(repo: Path) -> None:
     rename_countries_key(repo)
     done = run_cli("diff", "--root", str(repo), "--environment", "prod")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr
     assert diffed_files(done.stdout) == {DIRECTORY_SOURCE.format(env="prod")}
 
 
@@ -69,6 +69,7 @@ def test_service_narrows_the_diff(repo: Path) -> None:
     assert "no changes" in accounting.stderr
     directory = run_cli("diff", "--root", str(repo), "--service", "directory",
                         "--environment", "nonprod")
+    assert directory.returncode == 1
     assert diffed_files(directory.stdout) == {DIRECTORY_SOURCE.format(env="nonprod")}
 
 
@@ -77,7 +78,7 @@ def test_new_and_orphaned_files(repo: Path) -> None:
     orphan.write_text("kind: ConfigMap\n")
     (repo / "generated/pipelines/accounting/prod/sink-accounting-acme.yaml").unlink()
     done = run_cli("diff", "--root", str(repo))
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr
     assert ("--- a/generated/pipelines/directory/nonprod/leftover.yaml\n+++ /dev/null\n"
             in done.stdout)
     assert ("--- /dev/null\n+++ b/generated/pipelines/accounting/prod/sink-accounting-acme.yaml\n"

@@ -216,7 +216,7 @@ def test_filter_substitution_is_checked_with_every_real_id(tmp_path: Path) -> No
     for n, (expression, customer) in enumerate(sample(corpus, 20)):
         root = write(tmp_path / str(n), tenant_group("g", "s", ["other", customer]),
                      {"s": service("s", "g", ["t"], filter_=expression)})
-        found = [p for p in problems(root) if "filter" in p.message]
+        found = [p for p in problems(root) if p.key_path.endswith(".filter")]
         refused = (expression in UNSAFE_FILTERS
                    or (expression in LIKE_FILTERS and "_" in customer))
         assert bool(found) == refused, (expression, customer, found)

@@ -16,7 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cdc_generator import localpg
+from cdc_generator import localpg, procs
+from cdc_generator.localpg import install
 
 pytestmark = pytest.mark.postgres
 
@@ -221,11 +222,12 @@ def test_port_clash_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        real_free_port = localpg._free_port
+        real_free_port = procs.free_port
         ports = iter([taken])
-        monkeypatch.setattr(
-            localpg, "_free_port", lambda avoid=None: next(ports, None) or real_free_port(avoid)
-        )
+        monkeypatch.setattr(  # the first port the server is offered is taken
+            procs, "free_port",
+            lambda host=procs.LOCALHOST, avoid=None: next(ports, None) or real_free_port(
+                host, avoid=avoid))
         with localpg.start() as pg:
             assert pg.port != taken
             with pg.connect() as conn:
@@ -286,16 +288,16 @@ def test_server_dies_with_its_parent() -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the world-readable copy is only made as root")
 def test_world_readable_copy_runs_as_unprivileged_user() -> None:
-    install = localpg.find_install()
-    run_as = localpg._resolve_run_as()
+    pg_install = localpg.find_install()
+    run_as = install.resolve_run_as()
     assert run_as is not None
     cache_base = Path(tempfile.mkdtemp(prefix="localpg-cache-test-", dir="/tmp"))
     try:
         os.chmod(cache_base, 0o755)
-        root = localpg._world_readable_copy(install, cache_base)
+        root = install.world_readable_copy(pg_install, cache_base)
         assert root.is_relative_to(cache_base)
-        assert localpg._probe(root, run_as) is None
+        assert install.probe(root, run_as) is None
         # a second call reuses the copy
-        assert localpg._world_readable_copy(install, cache_base) == root
+        assert install.world_readable_copy(pg_install, cache_base) == root
     finally:
         shutil.rmtree(cache_base, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def _service(root: Path) -> str:
 def test_inspect(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(repo, "--service", "orders", "--inspect", "--format", "json") == 0
     payload = json.loads(capsys.readouterr().out)
-    tables = {t["name"]: t for t in payload["tables"]}
+    tables = {t["name"]: t for t in payload["result"]["tables"]}
     assert sorted(tables) == ["audit_log", "customers", "order_lines", "orders", "shipments"]
     assert tables["order_lines"] == {
         "schema": "public", "name": "order_lines", "primary_key": ["order_id", "line_no"],
@@ -54,6 +55,24 @@ def test_inspect(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "5 tables, 2 tracked" in out
     assert any(line.startswith("public.orders ") and line.endswith("yes")
                for line in out.splitlines())
+    # never analyzed: '?', and a word on what it means
+    assert re.search(r"^public\.orders +id +2 +default +\? +yes$", out, re.MULTILINE), out
+    assert "est. rows ?: PostgreSQL has no estimate yet" in out
+
+
+def test_inspect_an_analyzed_table_and_a_schema_that_is_not_there(
+        repo: Path, pg_server: localpg.LocalPostgres, pg_db: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pg_server.connect(pg_db) as conn:
+        conn.execute("INSERT INTO public.orders SELECT g, 'eu' FROM generate_series(1, 50) g")
+        conn.execute("ANALYZE public.orders")
+    assert _run(repo, "--service", "orders", "--inspect") == 0
+    assert re.search(r"^public\.orders +id +2 +default +50 +yes$", capsys.readouterr().out,
+                     re.MULTILINE)
+    assert _run(repo, "--service", "orders", "--inspect", "--schema", "pubilc") == 2
+    err = capsys.readouterr().err
+    assert f"database {pg_db} has no tables in schema 'pubilc'" in err
+    assert "hint: did you mean public?" in err
 
 
 def test_add_table_reads_the_key_and_keeps_comments(repo: Path,
@@ -127,10 +146,10 @@ def test_last_table_cannot_be_removed(repo: Path, capsys: pytest.CaptureFixture[
 
 def test_remove_moves_the_comment_of_the_next_entry() -> None:
     text = (REPO_ROOT / "services" / "directory.yaml").read_text()
-    out = manage.remove_table_text(text, "directory.yaml", "users", None)
+    out = manage.remove_table_text(text, "directory.yaml", "directory", "users", None)
     assert out == text.replace("    - name: users\n      primary_key: id\n", "")
     text = (REPO_ROOT / "services" / "accounting.yaml").read_text()
-    out = manage.remove_table_text(text, "accounting.yaml", "invoice_lines", None)
+    out = manage.remove_table_text(text, "accounting.yaml", "accounting", "invoice_lines", None)
     assert out == text.replace("    - schema: public\n      name: invoice_lines\n"
                                "      primary_key: [invoice_id, line_no]  # composite key\n", "")
 
@@ -196,7 +215,7 @@ def test_edits_keep_the_file_layout(layout: str) -> None:
         assert added == body + ADDED["indentless"] + "...\n" + end
     else:
         assert added == text + ADDED[layout]
-    removed = manage.remove_table_text(added, "orders.yaml", "customers", None)
+    removed = manage.remove_table_text(added, "orders.yaml", "orders", "customers", None)
     assert removed == text
 
 
@@ -218,14 +237,30 @@ def test_create_service(repo: Path, pg_db: str, capsys: pytest.CaptureFixture[st
     assert _run(repo, "--create", "crm", "--server-group", "shpo", "--add-table", "x") == 2
     assert "did you mean shop" in capsys.readouterr().err
     assert _run(repo, "--create", "crm", "--server-group", "shop") == 2
+    capsys.readouterr()
+    # what the new service could capture, before it exists
+    assert _run(repo, "--create", "crm", "--server-group", "shop", "--inspect") == 0
+    listed = capsys.readouterr().out
+    assert re.search(r"^public\.customers +customer_no ", listed, re.MULTILINE), listed
+    assert not (repo / "services" / "crm.yaml").exists()
     assert _run(repo, "--create", "crm", "--server-group", "shop",
                 "--add-table", "customers") == 0
+    # no schemas/ folder in this repository: no `$schema` line pointing at nothing
+    assert "no `$schema` line for editors" in capsys.readouterr().err
     assert (repo / "services" / "crm.yaml").read_text() == (
-        "# yaml-language-server: $schema=../schemas/service.schema.json\n"
         "service: crm\nserver_group: shop\n\nsource:\n  type: postgres\n  tables:\n"
         "    - schema: public\n      name: customers\n      primary_key: customer_no\n")
     assert _run(repo, "--create", "crm", "--server-group", "shop", "--add-table", "x") == 2
     assert sorted(os.listdir(repo / "services")) == ["crm.yaml", "orders.yaml"]
+    # with the schemas where the line points, the line is there
+    (repo / "services" / "crm.yaml").unlink()
+    (repo / "schemas").mkdir()
+    (repo / "schemas" / "service.schema.json").write_text("{}")
+    assert _run(repo, "--create", "crm", "--server-group", "shop",
+                "--add-table", "customers") == 0
+    first = (repo / "services" / "crm.yaml").read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=../schemas/service.schema.json"
+    assert (repo / "services" / first.split("$schema=")[1]).resolve().is_file()
 
 
 def test_write_atomic_keeps_mode_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -253,8 +288,8 @@ def test_a_table_is_tracked_with_or_without_its_schema(repo: Path,
     assert _run(repo, "--service", "orders", "--add-table", "orders", "--schema", "public",
                 "--offline", "--primary-key", "region") == 2
     err = capsys.readouterr().err
-    assert "already tracks table 'public.orders'; to change its key or filter, first run " \
-        "manage-service --remove-table orders (its entry has no schema)" in err
+    assert "already tracks table 'public.orders'\n  hint: to change its key or filter, first " \
+        "run `cdc-generator manage-service --service orders --remove-table orders`" in err
     # ... and removing it with --schema says why that cannot work
     assert _run(repo, "--service", "orders", "--remove-table", "orders",
                 "--schema", "public") == 2

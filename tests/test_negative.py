@@ -11,14 +11,24 @@ from pathlib import Path
 
 import pytest
 
+from cdc_generator import generate
 from cdc_generator.cli import main
+from cdc_generator.errors import ConfigError
 from tests.helpers import NEGATIVE, copy_repo_config, run_cli
 
 CASES = sorted(p.name for p in NEGATIVE.iterdir() if (p / "expected.txt").is_file())
 
 
-def test_enough_distinct_bad_inputs() -> None:
-    assert len(CASES) >= 15
+def test_every_case_is_a_different_mistake() -> None:
+    """The product finds a different set of problems in each case: no case is a
+    copy of another, and none is valid."""
+    found: dict[frozenset[tuple[str, str]], str] = {}
+    for case in CASES:
+        with pytest.raises(ConfigError) as caught:  # rendering too: templates are config
+            generate.check(NEGATIVE / case, generate.Selection(), with_diff=False, jobs=1)
+        problems = frozenset((p.file, p.message) for p in caught.value.problems)
+        assert problems not in found, f"{case} finds what {found.get(problems)} finds"
+        found[problems] = case
 
 
 @pytest.mark.parametrize("command", [["generate"], ["validate"], ["generate", "--check"]])
@@ -31,7 +41,9 @@ def test_bad_config(case: str, command: list[str], tmp_path: Path,
     stderr = capsys.readouterr().err
     assert code == 1, stderr
     assert "Traceback" not in stderr
-    for line in (NEGATIVE / case / "expected.txt").read_text().splitlines():
+    expected = (NEGATIVE / case / "expected.txt").read_text().splitlines()
+    assert expected, f"{case}/expected.txt says nothing"
+    for line in expected:
         assert line in stderr, f"{line!r} not in:\n{stderr}"
     assert not (root / "generated").exists(), "nothing may be written for a bad config"
     assert not any(p.name.startswith(".generated") for p in root.iterdir())

@@ -119,8 +119,10 @@ def test_bad_config_fails_with_its_location(gitops: Path, pre_commit_home: Path)
     done = pre_commit(gitops, pre_commit_home)
     assert done.returncode == 1
     assert (status(done, VALIDATE), status(done, GENERATE)) == ("Failed", "Failed")
-    assert (f"server-groups.yaml:{at + 1}:5: environments.prod.sink_tasks_max: "
-            "expected an integer" in done.stdout)
+    problem = (f"server-groups.yaml:{at + 1}:5: environments.prod.sink_tasks_max: "
+               "expected an integer")
+    assert done.stdout.count(problem) == 1, "one problem is printed once per commit attempt"
+    assert "the cdc-validate hook (`cdc-generator validate`) lists them" in done.stdout
     assert tree(gitops / "generated") == before, "nothing is written from a bad config"
 
 

@@ -53,7 +53,9 @@ def test_renderer_includes_the_sql_and_prod_names() -> None:
 
 def test_the_committed_output_has_the_sql() -> None:
     for env in ("nonprod", "prod"):
-        for path, text in _sql_files(_repo_plan(env)).items():
+        files = _sql_files(_repo_plan(env))
+        assert files, env
+        for path, text in files.items():
             assert (REPO_ROOT / "generated" / path).read_text(encoding="utf-8") == text
 
 

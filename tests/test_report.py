@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from cdc_generator import report
 from cdc_generator.errors import Problem
 from cdc_generator.output import Changes
-from tests.helpers import copy_repo_config, run_cli
+from tests.helpers import REPO, copy_repo_config, run_cli
 
 LOCATED = Problem("services/directory.yaml", 7, 9, "source.tables[0].primary_key",
                   "expected a string or a list", hint="write primary_key: id")
@@ -76,14 +77,21 @@ def test_github_severity() -> None:
     assert report.problems_github([warning]).startswith("::warning file=services/a.yaml,")
 
 
-def test_json_shape_is_stable() -> None:
+ENVELOPE_KEYS = ["version", "command", "ok", "exit_code", "problems", "result"]
+
+
+def test_json_envelope() -> None:
     changes = Changes(added=["pipelines/a/prod/x.yaml"], changed=["pipelines/a/prod/y.yaml"],
                       removed=["pipelines/b/prod/z.yaml"], unchanged=["pipelines/a/prod/k.yaml"])
-    data = json.loads(report.as_json("generate --check", False, [LOCATED], changes, diff="--- a"))
-    assert list(data) == ["version", "command", "ok", "problems", "files", "diff"]
-    assert data["version"] == 1
-    assert data["command"] == "generate --check"
-    assert data["ok"] is False
+    stale = report.Report("generate --check", 1, (LOCATED,),
+                          result={"files": report.changes_payload(changes), "diff": "--- a"},
+                          output="--- a", messages=("out of date",))
+    rendered = report.render(stale, "json")
+    assert rendered.err == "", "json: nothing but the document"
+    data = json.loads(rendered.out)
+    assert list(data) == ENVELOPE_KEYS
+    assert (data["version"], data["command"], data["ok"], data["exit_code"]) == (
+        1, "generate --check", False, 1)
     assert data["problems"] == [{
         "file": "services/directory.yaml", "line": 7, "col": 9,
         "key_path": "source.tables[0].primary_key", "message": "expected a string or a list",
@@ -91,17 +99,44 @@ def test_json_shape_is_stable() -> None:
     }]
     assert list(data["problems"][0]) == PROBLEM_KEYS
     # paths relative to the repository root; unchanged files are not listed
-    assert data["files"] == {
+    assert data["result"] == {"files": {
         "added": ["generated/pipelines/a/prod/x.yaml"],
         "changed": ["generated/pipelines/a/prod/y.yaml"],
         "removed": ["generated/pipelines/b/prod/z.yaml"],
-    }
-    assert data["diff"] == "--- a"
+    }, "diff": "--- a"}
 
 
-def test_json_without_changes_has_no_files_key() -> None:
-    data = json.loads(report.as_json("validate", True))
-    assert data == {"version": 1, "command": "validate", "ok": True, "problems": []}
+def test_json_of_a_failure_has_no_result() -> None:
+    data = json.loads(report.render(report.Report("validate", 1, (LOCATED,)), "json").out)
+    assert data == {"version": 1, "command": "validate", "ok": False, "exit_code": 1,
+                    "problems": [asdict(LOCATED)], "result": None}
+
+
+def test_text_puts_output_on_stdout_and_people_on_stderr() -> None:
+    done = report.Report("generate --check", 1, (LOCATED,), result={"x": 1},
+                         output="--- a/f\n", messages=("out of date",))
+    rendered = report.render(done, "text")
+    assert rendered.out == "--- a/f\n"
+    assert rendered.err == report.problems_text([LOCATED]) + "out of date\n"
+    github = report.render(done, "github")
+    assert github.out == report.problems_github([LOCATED]) + "--- a/f\n"
+    assert github.err == rendered.err
+
+
+def test_a_problem_without_a_file_reads_like_a_usage_error() -> None:
+    usage = Problem("-", message="unknown service 'x'", hint="known: a, b")
+    assert report.problems_text([usage], "diff") == (
+        "cdc-generator diff: error: unknown service 'x'\n  hint: known: a, b\n")
+
+
+def test_text_paths_follow_root_json_paths_do_not(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    done = report.Report("validate", 1, (LOCATED, UNLOCATED))
+    text = report.render(done, "text", root=Path("sub"))
+    assert text.err.startswith("sub/services/directory.yaml:7:9: ")
+    data = json.loads(report.render(done, "json", root=Path("sub")).out)
+    assert data["problems"][0]["file"] == "services/directory.yaml"
 
 
 def test_stale_problems_name_every_kind() -> None:
@@ -196,7 +231,10 @@ def test_cli_json_invalid(broken: Path) -> None:
 def test_cli_json_valid(repo: Path) -> None:
     done = run_cli("validate", "--root", str(repo), "--format", "json", env=env())
     assert done.returncode == 0
-    assert json_of(done) == {"version": 1, "command": "validate", "ok": True, "problems": []}
+    # the files validate rendered are those this repository has committed
+    committed = sum(1 for f in (REPO / "generated").rglob("*") if f.is_file())
+    assert json_of(done) == {"version": 1, "command": "validate", "ok": True, "exit_code": 0,
+                             "problems": [], "result": {"pipelines": 8, "files": committed}}
 
 
 def test_cli_json_check(repo: Path) -> None:
@@ -204,16 +242,17 @@ def test_cli_json_check(repo: Path) -> None:
     assert fresh.returncode == 0
     data = json_of(fresh)
     assert data["ok"] is True
-    assert data["files"] == {"added": [], "changed": [], "removed": []}
+    assert data["result"] == {"files": {"added": [], "changed": [], "removed": []}, "diff": ""}
 
     (repo / "generated/pipelines/directory/prod/sink-directory.yaml").unlink()
     stale = run_cli("generate", "--check", "--root", str(repo), "--format", "json", env=env())
     assert stale.returncode == 1
     data = json_of(stale)
     assert data["ok"] is False
-    assert data["files"]["added"] == ["generated/pipelines/directory/prod/sink-directory.yaml"]
+    assert data["result"]["files"]["added"] == [
+        "generated/pipelines/directory/prod/sink-directory.yaml"]
     assert [p["message"].split(":")[0] for p in data["problems"]] == ["missing"]
-    assert "+++ b/generated/pipelines/directory/prod/sink-directory.yaml" in data["diff"]
+    assert "+++ b/generated/pipelines/directory/prod/sink-directory.yaml" in data["result"]["diff"]
 
 
 def test_cli_github_check(repo: Path) -> None:

@@ -98,8 +98,18 @@ def test_safe_filters_are_reprinted(expression: str, expected: str) -> None:
     assert rowfilter.canonical(text) == text
 
 
-def test_hostile_corpus_is_large_enough() -> None:
-    assert len(REJECTED) + len(SAFE) >= 20
+TENANT_REJECTED = [(e.replace("'a'", f"'{rowfilter.CUSTOMER_PLACEHOLDER}'", 1), m)
+                   for e, m in REJECTED if "'a'" in e]
+
+
+@pytest.mark.parametrize(("template", "message"), TENANT_REJECTED)
+def test_rejected_through_the_tenant_path(template: str, message: str) -> None:
+    """The plan's per-tenant shortcut (TenantFilters) refuses all that canonical does."""
+    filters = rowfilter.TenantFilters()
+    for customer in ("acme", "globex"):  # the second one may take the shortcut
+        with pytest.raises(rowfilter.RowFilterError) as info:
+            filters.canonical(template, customer)
+        assert message in str(info.value)
 
 
 def test_columns_are_checked_when_known() -> None:

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cdc_generator import layout
 from cdc_generator.config.load import YamlLoadError, decode, parse_document, read_regular_file
 from cdc_generator.errors import CdcError, ConfigError, Problem
-from cdc_generator.output import GENERATED_DIR, check_target
-
-PIPELINES = "pipelines"
+from cdc_generator.output import check_target
 
 
 @dataclass(frozen=True)
@@ -59,21 +58,17 @@ def _as_config_value(value: Any) -> str:
 
 def load_generated(root: Path, *, environment: str | None = None,
                    service: str | None = None) -> list[GeneratedConnector]:
-    """Every KafkaConnector under generated/pipelines/<service>/<env>/. The files
-    are read as bounded YAML, only where they are regular files inside
-    generated/; any that cannot be read so is a problem (ConfigError)."""
+    """Every KafkaConnector under generated/pipelines/ of `service` (its name in the
+    config) and `environment` (None: all). The files are read as bounded YAML, only
+    where they are regular files inside generated/; any that cannot be read so is a
+    problem (ConfigError)."""
     check_target(root, write=False)  # never read through a generated/ that is a link
-    base = root / GENERATED_DIR / PIPELINES
     out, problems = [], []
-    for path in sorted(base.glob("*/*/*.yaml")):
-        svc_dir, env_dir = path.parent.parent.name, path.parent.name
-        if environment is not None and env_dir != environment:
-            continue
-        if service is not None and svc_dir != service:
-            continue
+    for path in layout.manifests(root, service=service, environment=environment):
         shown = path.relative_to(root).as_posix()
         try:
-            text = decode(read_regular_file(path, shown, within=root / GENERATED_DIR), shown)
+            text = decode(read_regular_file(path, shown, within=layout.generated_dir(root)),
+                          shown)
             doc = parse_document(text, shown).data
         except YamlLoadError as exc:
             problems.extend(exc.problems)
@@ -118,10 +113,10 @@ def http_json(method: str, url: str, body: Any, timeout: float = 120.0) -> tuple
             return exc.code, raw.decode("utf-8", "replace")
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise CdcError(f"cannot reach Kafka Connect at {_safe_url(url)}: {reason}") from None
+        raise CdcError(f"cannot reach Kafka Connect at {safe_url(url)}: {reason}") from None
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host  # drop any user:password@

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdc_generator import localpg, rowfilter
+from cdc_generator import localpg, publication, rowfilter
 from cdc_generator.config.model import (
     PLACEHOLDER,
     Config,
@@ -21,6 +21,7 @@ from cdc_generator.config.model import (
     Setting,
     Table,
 )
+from cdc_generator.plan import build_plan
 from cdc_generator.publication import ident, literal
 from cdc_generator.rowfilter import CUSTOMER_PLACEHOLDER
 
@@ -155,9 +156,18 @@ def _server_values(group: ServerGroup,
             (s.password, server.password)]
 
 
+def publication_statements(config: Config, environment: str) -> Iterator[tuple[str, str]]:
+    """(database, SQL) of what each of the environment's source databases needs
+    before its connector runs (control tables, publication): the same SQL as
+    generated/sql/<service>/<env>/source*.sql, so preflight finds it."""
+    for pipeline in build_plan(config, environment=environment).pipelines:
+        yield pipeline.source.database, publication.setup_sql(pipeline.source)
+
+
 def start(config: Config, environment: str, *, base_dir: Path | None = None,
           keep: bool = False) -> DevDb:
-    """Start a server, create and seed every database; the caller stops it."""
+    """Start a server, create and seed every database, create the publications
+    that must exist before the connectors start; the caller stops it."""
     server = localpg.start(base_dir, keep=keep)
     try:
         databases = seed_plan(config, environment)
@@ -166,6 +176,9 @@ def start(config: Config, environment: str, *, base_dir: Path | None = None,
             with server.connect(db.name) as conn:
                 for statement in seed_statements(db):
                     conn.execute(statement.encode())  # built here, not user text
+        for dbname, sql in publication_statements(config, environment):
+            with server.connect(dbname) as conn:
+                conn.execute(sql.encode())  # rendered from the checked plan
         found, notes = exports(config, server)
     except BaseException:
         server.stop()

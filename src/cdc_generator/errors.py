@@ -27,6 +27,14 @@ class Problem:
 class CdcError(Exception):
     """Base class: anything the CLI turns into a message and exit code 1."""
 
+    def __init__(self, message: str = "", hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint  # what to do about it, shown after the message
+
+    def __reduce__(self) -> tuple[type[CdcError], tuple[object, ...]]:
+        # whole, hint and all, when a generate worker process reports it
+        return (type(self), (str(self), self.hint))
+
 
 class ConfigError(CdcError):
     """The configuration is invalid; carries every problem found in one run."""

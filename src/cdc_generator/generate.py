@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from cdc_generator import output, parallel
+from cdc_generator import layout, output, parallel
 from cdc_generator.config.model import Config
 from cdc_generator.config.repo import load_config
 from cdc_generator.errors import CdcError, UsageError
@@ -137,7 +137,7 @@ def generate(root: Path, selection: Selection, *, jobs: int | None = None) -> Re
         finally:
             staged.discard()
     except OSError as exc:  # the disk or the permissions, not the config: say which file
-        raise CdcError(f"cannot write {output.GENERATED_DIR}/: {_os_error(root, exc)}") from None
+        raise CdcError(f"cannot write {layout.GENERATED_DIR}/: {_os_error(root, exc)}") from None
     return Result(plan, changes, jobs=count)
 
 
@@ -155,7 +155,7 @@ def check(root: Path, selection: Selection, *, with_diff: bool = True,
         staged = output.Staged(root, write=False, keep_new=with_diff)
         plan, parts, count = _render_sharded(root, selection, jobs, staged.put_all)
     except OSError as exc:
-        raise CdcError(f"cannot read {output.GENERATED_DIR}/: {_os_error(root, exc)}") from None
+        raise CdcError(f"cannot read {layout.GENERATED_DIR}/: {_os_error(root, exc)}") from None
     changes, _kept = staged.settle([p.changes for p in parts], selection.scope)
     if not with_diff:
         return Result(plan, changes, jobs=count)

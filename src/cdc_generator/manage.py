@@ -33,7 +33,8 @@ from cdc_generator.db.inspect import TableInfo
 from cdc_generator.errors import ConfigError, UsageError
 from cdc_generator.rowfilter import CUSTOMER_PLACEHOLDER
 
-SCHEMA_COMMENT = "# yaml-language-server: $schema=../schemas/service.schema.json"
+SCHEMA_FILE = "schemas/service.schema.json"  # in the repository root, as this one has it
+SCHEMA_COMMENT = f"# yaml-language-server: $schema=../{SCHEMA_FILE}"
 
 
 @dataclass(frozen=True)
@@ -79,19 +80,6 @@ def inspection(service: Service | None, database: Database,
                tables: Sequence[TableInfo]) -> list[InspectedTable]:
     return [InspectedTable(t, tracked_by(service, database, t.schema, t.name) is not None)
             for t in tables]
-
-
-def inspection_text(rows: Sequence[InspectedTable], where: str) -> str:
-    header = ("table", "primary key", "columns", "replica identity", "est. rows", "tracked")
-    body = [(r.table.qualified, ",".join(r.table.primary_key) or "-", str(len(r.table.columns)),
-             r.table.replica_identity,
-             "?" if r.table.estimated_rows is None else str(r.table.estimated_rows),
-             "yes" if r.tracked else "") for r in rows]
-    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
-    lines = [f"{where}: {len(rows)} tables, {sum(r.tracked for r in rows)} tracked"]
-    for row in (header, *body):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines) + "\n"
 
 
 def suggest(name: str, known: Sequence[str]) -> str:
@@ -278,10 +266,14 @@ def refuse_tracked(service: Service, database: Database, name: str, schema_name:
     for schema_ in database.schemas_for(schema_name):
         entry = tracked_by(service, database, schema_, name)
         if entry is not None:
-            remove = f"--remove-table {name}" + (f" --schema {entry.schema}" if entry.schema
-                                                  else " (its entry has no schema)")
-            raise UsageError(f"{shown} already tracks table '{schema_}.{name}'; to change its "
-                             f"key or filter, first run manage-service {remove}")
+            remove = (f"`cdc-generator manage-service --service {service.name} --remove-table "
+                      f"{name}" + (f" --schema {entry.schema}`" if entry.schema else "`"))
+            covers = entry.schemas_in(database)
+            if len(covers) > 1:  # an entry without a schema
+                remove += (f" (its entry covers schemas {', '.join(covers)}: that stops "
+                           "capturing it from all of them)")
+            raise UsageError(f"{shown} already tracks table '{schema_}.{name}'",
+                             f"to change its key or filter, first run {remove}")
 
 
 def add_table_text(text: str, shown: str, table: NewTable) -> str:
@@ -292,22 +284,27 @@ def add_table_text(text: str, shown: str, table: NewTable) -> str:
     return _checked(doc.dump(), shown)
 
 
-def remove_table_text(text: str, shown: str, name: str, schema_name: str | None) -> str:
+def remove_table_text(text: str, shown: str, service: str, name: str,
+                      schema_name: str | None) -> str:
     doc = _load(text)
     tables = doc.data["source"]["tables"]
     matches = [i for i, t in enumerate(tables) if t.get("name") == name
                and (schema_name is None or t.get("schema") == schema_name)]
+    command = f"cdc-generator manage-service --service {service} --remove-table {name}"
     if not matches:
         if any(t.get("name") == name and t.get("schema") is None for t in tables):
-            raise UsageError(f"{shown} captures {name!r} through an entry without a schema, "
-                             f"which covers every schema of the database: remove it without "
-                             f"--schema (that stops capturing it from all of them)")
+            raise UsageError(
+                f"{shown} captures {name!r} through an entry without a schema, which covers "
+                "every schema of the database",
+                f"remove it without --schema: `{command}` (that stops capturing it from all "
+                "of them)")
         known = sorted({str(t.get("name")) for t in tables})
-        raise UsageError(f"{shown} does not track table {name!r}; {suggest(name, known)}")
+        raise UsageError(f"{shown} does not track table {name!r}", suggest(name, known))
     if len(matches) > 1:
-        schemas = ", ".join(str(tables[i].get("schema")) for i in matches)
-        raise UsageError(f"{shown} tracks {name!r} in several schemas ({schemas}); "
-                         "say which with --schema")
+        schemas = [str(tables[i].get("schema")) for i in matches]
+        raise UsageError(f"{shown} tracks {name!r} in several schemas ({', '.join(schemas)})",
+                         "say which: " + " or ".join(f"`{command} --schema {s}`"
+                                                     for s in schemas))
     if len(tables) == 1:
         raise UsageError(f"{name!r} is the last table of {shown}; a service needs at least one "
                          "(delete the file to drop the service)")
@@ -351,9 +348,12 @@ def _keep_trailing_comment(parent: Any, tables: Any, index: int) -> None:
         prev_slot[2] = CommentToken("\n" + rest, CommentMark(0), None)
 
 
-def new_service_text(name: str, server_group: str, table: NewTable) -> str:
-    """A new service file with its first table (a service needs at least one)."""
-    head = (f"{SCHEMA_COMMENT}\nservice: {name}\nserver_group: {server_group}\n\n"
+def new_service_text(name: str, server_group: str, table: NewTable, *,
+                     schema_line: bool = True) -> str:
+    """A new service file with its first table (a service needs at least one);
+    `schema_line`: the editor's `$schema` line (only where schemas/ exists)."""
+    head = ((SCHEMA_COMMENT + "\n" if schema_line else "")
+            + f"service: {name}\nserver_group: {server_group}\n\n"
             "source:\n  type: postgres\n  tables:\n    - name: first\n")
     doc = _load(head)
     doc.data["source"]["tables"][0] = _entry(table)
@@ -365,7 +365,7 @@ def _checked(text: str, shown: str) -> str:
     try:
         doc = parse_document(text, shown)
     except YamlLoadError as exc:
-        raise ConfigError([exc.problem]) from None
+        raise ConfigError(exc.problems) from None
     problems = schema.validate(doc, schema.SERVICE_SCHEMA)
     if problems:
         raise ConfigError(problems)

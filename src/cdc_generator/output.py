@@ -22,10 +22,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdc_generator import names
+from cdc_generator import layout
 from cdc_generator.errors import CdcError, ConfigError, Problem
+from cdc_generator.layout import GENERATED_DIR
 
-GENERATED_DIR = "generated"
 _TMP_PREFIX = ".generated.tmp-"
 _OLD_PREFIX = ".generated.old-"
 
@@ -38,14 +38,7 @@ class Scope:
     environment: str | None = None
 
     def owns(self, rel_path: str) -> bool:
-        if self.service is None and self.environment is None:
-            return True
-        parts = rel_path.split("/")
-        if len(parts) < 4:  # <kind>/<service>/<env>/<file>
-            return False
-        if self.service is not None and parts[1] != names.k8s(self.service):
-            return False
-        return self.environment is None or parts[2] == self.environment
+        return layout.owned_by(rel_path, self.service, self.environment)
 
 
 @dataclass
@@ -225,7 +218,7 @@ class Staged:
 
     def __init__(self, root: Path, *, write: bool, keep_new: bool = True) -> None:
         check_target(root, write=write)
-        self.target = root / GENERATED_DIR
+        self.target = layout.generated_dir(root)
         self.write = write
         self.keep_new = keep_new  # checking: keep new bytes of added/changed files (the diff)
         self.staging = root / f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
@@ -303,8 +296,8 @@ def unified_diff(changes: Changes, desired: Mapping[str, bytes],
     for path in sorted([*changes.added, *changes.changed, *changes.removed]):
         old = existing.get(path, b"").decode("utf-8", "replace").splitlines(keepends=True)
         new = desired.get(path, b"").decode("utf-8", "replace").splitlines(keepends=True)
-        from_name = f"a/{GENERATED_DIR}/{path}" if path in existing else "/dev/null"
-        to_name = f"b/{GENERATED_DIR}/{path}" if path in desired else "/dev/null"
+        from_name = f"a/{layout.in_repo(path)}" if path in existing else "/dev/null"
+        to_name = f"b/{layout.in_repo(path)}" if path in desired else "/dev/null"
         chunks.extend(difflib.unified_diff(old, new, from_name, to_name))
     return "".join(line if line.endswith("\n") else line + "\n" for line in chunks)
 
@@ -314,7 +307,7 @@ def recover(root: Path) -> None:
     RENAME_EXCHANGE) an old tree moved aside before the new one was in place.
     The transient trees of a run still going on (another process) are left alone."""
     check_target(root, write=True)
-    target = root / GENERATED_DIR
+    target = layout.generated_dir(root)
     for leftover in sorted(root.glob(_OLD_PREFIX + "*")):
         if _run_alive(leftover.name[len(_OLD_PREFIX):]):
             continue

@@ -1,22 +1,23 @@
-"""Run one function over a few shards of work, one forked process per extra shard.
+"""Run one function over a few shards of work, the shards past the first in forked workers.
 
 `generate` renders thousands of manifests with pure Python (Jinja2), which one
 interpreter runs on one core. Forking after the config is loaded and planned
 lets every core render and write its share of the files, with no re-import,
-re-load or pickling of the plan: the child starts with the parent's memory.
-Only each shard's result (small: paths and statuses) travels back, pickled,
-through a pipe.
+re-load or pickling of the plan: a worker starts with the parent's memory.
+Only a shard's number goes to a worker and its result (small: paths and
+statuses) comes back, pickled, through concurrent.futures' ProcessPoolExecutor
+(fork context), which starts, feeds and reaps the workers.
 
 Shard 0 runs in the calling process. Without `os.fork` (not Linux/macOS), in a
 process with other threads, or with one shard, everything runs in the calling
-process, in order. An exception in a child is re-raised in the parent once
-every child has finished; a child never outlives a parent killed with SIGKILL
-(pdeathsig.py).
+process, in order. An exception in a worker is re-raised in the parent once
+every shard has finished (errors that do not pickle as their traceback); a
+worker never outlives a parent killed with SIGKILL (procs.on_parent_death) and
+ignores Ctrl-C, which the parent handles.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import pickle
@@ -24,9 +25,9 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
-from cdc_generator import pdeathsig
+from cdc_generator import procs
 from cdc_generator.errors import CdcError
 
 T = TypeVar("T")
@@ -92,127 +93,76 @@ class LongLived:
 
 
 def map_shards(func: Callable[[T], R], shards: Sequence[T]) -> list[R]:
-    """`[func(s) for s in shards]`, shards[1:] each in a forked child."""
+    """`[func(s) for s in shards]`, shards[1:] each in a forked worker."""
     if len(shards) <= 1 or not can_fork():
         return [func(s) for s in shards]
-    arm = pdeathsig.on_parent_death(signal.SIGKILL)  # set up here: the child only runs it
-    children: list[_Child] = []
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing import get_context
+
+    _work.append((func, shards))  # what the workers, forked below, find in their memory
+    sys.stdout.flush()  # nothing buffered twice
+    sys.stderr.flush()
+    arm = procs.on_parent_death(signal.SIGKILL)  # set up here: the worker only runs it
     try:
-        for shard in shards[1:]:
-            children.append(_spawn(func, shard, arm))
-        first_error: BaseException | None = None
-        results: list[R] = []
-        try:
-            results.append(func(shards[0]))
-        except BaseException as exc:  # still collect the children first
-            first_error = exc
-        while children:
-            outcome = children[0].collect()
-            children.pop(0)
-            if isinstance(outcome, _Failed):
-                first_error = first_error or outcome.error
-            else:
-                results.append(cast(R, outcome.value))
-        if first_error is not None:
-            raise first_error
-        return results
+        with ProcessPoolExecutor(len(shards) - 1, mp_context=get_context("fork"),
+                                 initializer=_worker_start, initargs=(arm,)) as pool:
+            # the pool forks its workers here, all of them, before any thread of its own
+            futures = [pool.submit(_run_shard, i) for i in range(1, len(shards))]
+            first_error: BaseException | None = None
+            results: list[R] = []
+            try:
+                results.append(func(shards[0]))
+            except BaseException as exc:  # still let the workers finish first
+                first_error = exc
+            for future in futures:
+                try:
+                    results.append(cast(R, future.result()))
+                except BrokenProcessPool:
+                    first_error = first_error or WorkerLost(
+                        "a generate worker process ended without a result (killed by a "
+                        "signal; out of memory?)")
+                except BaseException as exc:
+                    first_error = first_error or exc
     finally:
-        for child in children:  # only when the parent itself failed or was interrupted
-            child.kill()
+        _work.clear()
+    if first_error is not None:
+        raise first_error
+    return results
+
+
+# (func, shards) of the map_shards call in progress: set before its workers fork
+_work: list[tuple[Callable[[Any], Any], Sequence[Any]]] = []
+
+
+def _worker_start(arm: Callable[[], None] | None) -> None:
+    if arm is not None:  # SIGKILL this worker when the parent dies
+        arm()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+
+def _run_shard(index: int) -> object:
+    """In a worker: shard `index` of the forked-in work; an error comes back whole,
+    or as its traceback when it would not survive the trip."""
+    [(func, shards)] = _work
+    try:
+        return func(shards[index])
+    except BaseException as exc:
+        raise _portable(exc) from None
 
 
 class WorkerLost(CdcError):
     """A worker process ended without a result: killed (out of memory?) or crashed."""
 
 
-class _Done:
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class _Child:
-    """A forked worker: its pid and the read end of the pipe it answers through."""
-
-    def __init__(self, pid: int, fd: int) -> None:
-        self.pid, self.fd = pid, fd
-        self.reaped = False
-
-    def collect(self) -> _Done | _Failed:
-        """Read the whole answer, reap the child, unpickle the answer."""
-        with os.fdopen(self.fd, "rb") as pipe:
-            self.fd = -1
-            data = pipe.read()
-        _, status = os.waitpid(self.pid, 0)
-        self.reaped = True
-        if not data or not os.WIFEXITED(status):  # killed, perhaps mid-answer
-            return _Failed(WorkerLost(
-                f"a generate worker process ended without a result ({_describe(status)})"))
-        try:
-            outcome = pickle.loads(data)  # our own child, through our own pipe
-        except Exception as exc:  # e.g. an exception class that does not unpickle
-            return _Failed(WorkerError(f"unreadable worker result: {exc!r}"))
-        if not isinstance(outcome, _Done | _Failed):
-            return _Failed(WorkerError(f"unexpected worker result {type(outcome).__name__}"))
-        return outcome
-
-    def kill(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        if not self.reaped:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
-            self.reaped = True
-
-
-def _spawn(func: Callable[[T], R], shard: T, arm: Callable[[], None] | None) -> _Child:
-    read_fd, write_fd = os.pipe()
-    sys.stdout.flush()  # nothing buffered twice
-    sys.stderr.flush()
-    try:
-        pid = os.fork()
-    except BaseException:
-        os.close(read_fd)
-        os.close(write_fd)
-        raise
-    if pid == 0:  # the child: whatever happens, it ends here and never returns
-        status = 1
-        try:
-            os.close(read_fd)
-            if arm is not None:  # SIGKILL this child when the parent dies
-                arm()
-            try:
-                payload = pickle.dumps(_Done(func(shard)), pickle.HIGHEST_PROTOCOL)
-                status = 0
-            except BaseException as exc:  # sent back whole, or as its traceback
-                payload = _pickle_error(exc)
-            with os.fdopen(write_fd, "wb") as pipe:
-                pipe.write(payload)
-        finally:
-            os._exit(status)  # no atexit handlers, no buffered output of the parent
-    os.close(write_fd)
-    return _Child(pid, read_fd)
-
-
-def _pickle_error(exc: BaseException) -> bytes:
+def _portable(exc: BaseException) -> BaseException:
+    """`exc` as it can travel back to the parent: pickled whole when it unpickles
+    again, else a WorkerError with its story."""
     if not isinstance(exc, CdcError):  # a bug or an interrupt: keep where it happened
         exc.add_note("in a generate worker process:\n" + "".join(traceback.format_tb(
             exc.__traceback__)).rstrip())
     try:
-        return pickle.dumps(_Failed(exc), pickle.HIGHEST_PROTOCOL)
-    except Exception:  # an exception that does not pickle: keep its story
-        text = "".join(traceback.format_exception(exc))
-        return pickle.dumps(_Failed(WorkerError(text)), pickle.HIGHEST_PROTOCOL)
-
-
-def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
+        pickle.loads(pickle.dumps(exc, pickle.HIGHEST_PROTOCOL))
+    except Exception:  # an exception that does not pickle, or not back: keep its story
+        return WorkerError("".join(traceback.format_exception(exc)))
+    return exc

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
-from cdc_generator import control, names, rowfilter, sinktables
+from cdc_generator import control, layout, names, rowfilter, sinktables
 from cdc_generator.config.model import (
     PLACEHOLDER,
     Config,
@@ -150,7 +150,7 @@ class Pipeline:
 
     @property
     def directory(self) -> str:
-        return f"pipelines/{_k8s(self.service)}/{self.environment}"
+        return layout.pipelines_dir(self.service, self.environment)
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,6 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
               db: Database, *, tables: _TableSet) -> Pipeline:
     customer = db.customer if group.type is GroupType.DB_PER_TENANT else None
     prefix = names.topic_prefix(service.name, customer)
-    key_uniqueness = tables.key_uniqueness
     slot = names.slot_name(service.name, customer, env.name)
     ctl = control.Control.of(slot)
     base = _k8s(service.name, *([customer] if customer else []))
@@ -255,7 +254,7 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         filtered_tables=tables.filtered_tables,
         route_regex=f"{escaped}\\.([^.]+)\\.([^.]+)",
         route_replacement=f"{prefix}.$2",
-        key_uniqueness=key_uniqueness,
+        key_uniqueness=tables.key_uniqueness,
         key_field_name=ROUTER_KEY_FIELD,
         heartbeat_interval_ms=env.heartbeat_interval_ms,
         heartbeat_action_query=ctl.heartbeat_query(),
@@ -265,25 +264,7 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         snapshot_mode=env.snapshot_mode,
         topic_settings=env.topics,
     )
-    sink_db = env.sink.database.value if env.sink.database else _sql_ident(service.name)
-    target_schema = _sql_ident(customer) if customer is not None else "${source.schema}"
-    target_schemas = ((target_schema,) if customer is not None
-                      else tuple(sorted({t.schema for t in tables.tables})))
-    sink = SinkSpec(
-        name=f"sink-{base}",
-        database=_connect_ref(sink_db),
-        target_schemas=target_schemas,
-        connection_url=(
-            f"jdbc:postgresql://{_connect_ref(names.url_host(env.sink.host.value))}:"
-            f"{_connect_ref(env.sink.port.value)}/{_connect_ref(sink_db)}"
-        ),
-        user=_connect_ref(env.sink.user.value),
-        password=_connect_ref(env.sink.password.value),
-        topics=source.topics,
-        collection_name_format=f"{target_schema}.${{source.table}}",
-        drop_key_field=ROUTER_KEY_FIELD if key_uniqueness else None,
-        tasks_max=env.sink_tasks_max,
-    )
+    sink = _sink(service, env, customer, base, tables)
     return Pipeline(
         service=service.name,
         environment=env.name,
@@ -298,6 +279,28 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         service_file=service.file,
     )
 
+
+def _sink(service: Service, env: Environment, customer: str | None, base: str,
+          tables: _TableSet) -> SinkSpec:
+    sink_db = env.sink.database.value if env.sink.database else _sql_ident(service.name)
+    target_schema = _sql_ident(customer) if customer is not None else "${source.schema}"
+    target_schemas = ((target_schema,) if customer is not None
+                      else tuple(sorted({t.schema for t in tables.tables})))
+    return SinkSpec(
+        name=f"sink-{base}",
+        database=_connect_ref(sink_db),
+        target_schemas=target_schemas,
+        connection_url=(
+            f"jdbc:postgresql://{_connect_ref(names.url_host(env.sink.host.value))}:"
+            f"{_connect_ref(env.sink.port.value)}/{_connect_ref(sink_db)}"
+        ),
+        user=_connect_ref(env.sink.user.value),
+        password=_connect_ref(env.sink.password.value),
+        topics=tables.topics,
+        collection_name_format=f"{target_schema}.${{source.table}}",
+        drop_key_field=ROUTER_KEY_FIELD if tables.key_uniqueness else None,
+        tasks_max=env.sink_tasks_max,
+    )
 
 
 def _filter(table: Table, customer: str | None,

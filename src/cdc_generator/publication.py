@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from cdc_generator import control, names
+from cdc_generator import control, layout, names
 from cdc_generator.plan import Pipeline, Plan, SourceSpec
 
 PUBLISH = "insert, update, delete, truncate"
@@ -50,7 +50,7 @@ def file_name(pipeline: Pipeline) -> str:
 
 
 def path_of(pipeline: Pipeline) -> str:
-    return f"sql/{names.k8s(pipeline.service)}/{pipeline.environment}/{file_name(pipeline)}"
+    return layout.sql_file(pipeline.service, pipeline.environment, file_name(pipeline))
 
 
 def render_one(plan: Plan, pipeline: Pipeline) -> SqlFile:

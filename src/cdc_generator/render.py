@@ -15,7 +15,7 @@ import jinja2
 import yaml
 from jinja2.exceptions import SecurityError
 
-from cdc_generator import names, publication, sandbox, sink_sql
+from cdc_generator import layout, names, publication, sandbox, sink_sql
 from cdc_generator.config.model import TopicSettings
 from cdc_generator.errors import ConfigError, Problem
 from cdc_generator.plan import CapturedTable, Pipeline, Plan, SinkSpec, SourceSpec
@@ -123,19 +123,20 @@ class Renderer:
             ):
                 body = self._render_one(template_name, pipeline, role, spec)
                 header = self._header(plan, pipeline, template_name)
-                yield RenderedFile(f"{pipeline.directory}/{spec.name}.yaml", header + body)
+                yield RenderedFile(layout.manifest(pipeline.service, pipeline.environment,
+                                                   spec.name), header + body)
             # what the source database needs before the connector runs (publication.py)
             sql = publication.render_one(plan, pipeline)
             yield RenderedFile(sql.path, sql.text)
 
     def plan_files(self, plan: Plan) -> Iterator[RenderedFile]:
         """The files that list many pipelines: kustomizations, sink schemas."""
-        by_dir: dict[tuple[str, str], list[Pipeline]] = defaultdict(list)
-        for pipeline in plan.pipelines:
-            by_dir[pipeline.directory, pipeline.service_file].append(pipeline)
-        for (directory, service_file), pipelines in by_dir.items():
+        by_dir: dict[tuple[str, str, str], list[Pipeline]] = defaultdict(list)
+        for p in plan.pipelines:
+            by_dir[p.service, p.environment, p.service_file].append(p)
+        for (service, environment, service_file), pipelines in by_dir.items():
             resources = [f"{spec.name}.yaml" for p in pipelines for spec in (p.source, p.sink)]
-            yield RenderedFile(f"{directory}/kustomization.yaml",
+            yield RenderedFile(layout.kustomization(service, environment),
                                _kustomization(plan, service_file, resources))
             sql = sink_sql.render(plan, pipelines)
             yield RenderedFile(sql.path, sql.text)

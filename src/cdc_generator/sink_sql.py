@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cdc_generator import names
+from cdc_generator import layout
 from cdc_generator.plan import Pipeline, Plan
 from cdc_generator.publication import SqlFile, ident
 
@@ -19,7 +19,7 @@ FILE_NAME = "sink-schemas.sql"
 
 
 def path_of(pipeline: Pipeline) -> str:
-    return f"sql/{names.k8s(pipeline.service)}/{pipeline.environment}/{FILE_NAME}"
+    return layout.sql_file(pipeline.service, pipeline.environment, FILE_NAME)
 
 
 def render(plan: Plan, pipelines: Sequence[Pipeline]) -> SqlFile:

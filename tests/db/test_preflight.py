@@ -43,7 +43,7 @@ class Shop:
         out = self.capsys.readouterr().out
         payload = json.loads(out)
         assert payload["ok"] is (rc == 0)
-        checks: list[dict[str, Any]] = payload["checks"]
+        checks: list[dict[str, Any]] = payload["result"]["checks"]
         return rc, checks
 
     def setup(self) -> None:

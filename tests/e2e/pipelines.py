@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from cdc_generator import connect, localpg
-from cdc_generator.output import GENERATED_DIR
+from cdc_generator.layout import GENERATED_DIR
 from cdc_generator.report import problems_text
 
 from .kafka import Record, consume

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cdc_generator.cli import common
+if TYPE_CHECKING:
+    from cdc_generator.report import Report
 
-HELP = "show what `generate` would change, as a unified diff, without writing"
+
+@dataclass(frozen=True)
+class Options:
+    root: Path
+    service: str | None
+    environment: str | None
+    label = "diff"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,14 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--environment", help="only this environment")
 
 
-def run(args: argparse.Namespace) -> int:
+def options(args: argparse.Namespace) -> Options:
+    return Options(args.root, args.service, args.environment)
+
+
+def run(options: Options) -> Report:
     from cdc_generator import generate
+    from cdc_generator.cli.generate import freshness
 
-    def body() -> int:
-        result = generate.check(args.root, generate.Selection(args.service, args.environment))
-        sys.stdout.write(result.diff)
-        if not result.changes.any:
-            sys.stderr.write("no changes\n")
-        return common.EXIT_OK
-
-    return common.guarded(args, "diff", body)
+    checked = generate.check(options.root, generate.Selection(options.service,
+                                                              options.environment))
+    return freshness(options.label, checked, stale_is_a_problem=False)

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cdc_generator.cli import common
+if TYPE_CHECKING:
+    from cdc_generator.report import Report
 
-HELP = ("check server-groups.yaml, services/ and templates without writing anything; "
-        "with --connect-url also ask a Kafka Connect cluster to validate generated/")
+
+@dataclass(frozen=True)
+class Options:
+    root: Path
+    service: str | None
+    environment: str | None
+    connect_url: str | None
+
+    @property
+    def label(self) -> str:
+        return "validate --connect-url" if self.connect_url else "validate"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,47 +30,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(the whole config is still loaded and checked)")
     parser.add_argument("--service", help="only this service's pipelines "
                         "(the whole config is still loaded and checked)")
-    common.add_format(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def options(args: argparse.Namespace) -> Options:
+    return Options(args.root, args.service, args.environment, args.connect_url)
+
+
+def run(options: Options) -> Report:
     from cdc_generator import generate
+    from cdc_generator.report import Report
 
-    fmt = common.chosen_format(args)
-
-    def body() -> int:
-        selection = generate.Selection(args.service, args.environment)
-        plan, files = generate.render_all(args.root, selection)
-        if args.connect_url:
-            return _remote(args, fmt)
-        if fmt == "json":
-            common.emit_problems(fmt, "validate", [])
-        else:
-            sys.stderr.write(f"config is valid: {len(plan.pipelines)} pipelines, "
-                             f"{files} files\n")
-        return common.EXIT_OK
-
-    return common.guarded(args, "validate", body)
+    selection = generate.Selection(options.service, options.environment)
+    plan, files = generate.render_all(options.root, selection)
+    if options.connect_url:
+        return _remote(options, options.connect_url)
+    return Report(options.label, result={"pipelines": len(plan.pipelines), "files": files},
+                  messages=(f"config is valid: {len(plan.pipelines)} pipelines, {files} files",))
 
 
-def _remote(args: argparse.Namespace, fmt: str) -> int:
+def _remote(options: Options, url: str) -> Report:
     from cdc_generator import connect
-    from cdc_generator.names import k8s
+    from cdc_generator.errors import CdcError
+    from cdc_generator.report import EXIT_FAIL, EXIT_OK, Report
 
-    connectors = connect.load_generated(
-        args.root, environment=args.environment,
-        service=k8s(args.service) if args.service else None)
+    connectors = connect.load_generated(options.root, environment=options.environment,
+                                        service=options.service)
     if not connectors:
-        sys.stderr.write("no generated connectors found: run `cdc-generator generate` first\n")
-        return common.EXIT_FAIL
-    problems = []
+        raise CdcError("no generated connectors found", "run `cdc-generator generate` first")
+    problems, results, messages = [], [], []
     for connector in connectors:
-        found = connect.validate_connector(args.connect_url, connector)
-        if fmt == "text":
-            state = "ok" if not found else f"{len(found)} problem(s)"
-            sys.stderr.write(f"{connector.path}: {state}\n")
+        found = connect.validate_connector(url, connector)
         problems.extend(found)
-    common.emit_problems(fmt, "validate --connect-url", problems, args.root)
-    if not problems and fmt != "json":
-        sys.stderr.write(f"{len(connectors)} connector(s) valid on {args.connect_url}\n")
-    return common.EXIT_FAIL if problems else common.EXIT_OK
+        results.append({"path": connector.path, "name": connector.name, "problems": len(found)})
+        messages.append(f"{connector.path}: {'ok' if not found else f'{len(found)} problem(s)'}")
+    shown = connect.safe_url(url)
+    if not problems:
+        messages.append(f"{len(connectors)} connector(s) valid on {shown}")
+    return Report(options.label, EXIT_FAIL if problems else EXIT_OK, tuple(problems),
+                  result={"connect_url": shown, "connectors": results},
+                  messages=tuple(messages))

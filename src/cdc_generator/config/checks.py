@@ -122,6 +122,7 @@ def _group_databases(
 ) -> Iterator[Problem]:
     customers: dict[str, str] = {}
     shared_services: dict[str, str] = {}
+    missing: set[str] = set()  # services without a file, reported once per group
     for db in group.databases:
         service = group.service_of(db)
         if service is None:
@@ -129,15 +130,19 @@ def _group_databases(
                 f"database {db.name!r} names no service",
                 "set 'service:' on the database or on the server group",
             )
-        elif service not in service_names:
-            yield db.origin.problem(
+        elif service not in service_names and service not in missing:
+            missing.add(service)
+            # where the name is written: the database's own service:, or the group's
+            where = db.at("service") if db.service else group.at("service")
+            yield where.problem(
                 f"service {service!r} has no file services/{service}.yaml",
-                f"create it with: cdc-generator manage-service --create {service} "
-                f"--server-group {group.name}",
+                f"list the tables it can capture with `cdc-generator manage-service --create "
+                f"{service} --server-group {group.name} --inspect`, then run that with "
+                "--add-table TABLE in place of --inspect",
             )
         for env in dict(db.name_by_environment):
             if env_names is not None and env not in env_names:
-                yield db.origin.problem(
+                yield db.at(f"name_by_environment.{env}").problem(
                     f"name_by_environment names unknown environment {env!r}",
                     _suggest(env, sorted(env_names)),
                 )
@@ -152,48 +157,54 @@ def _group_databases(
                     "list each schema once")
             seen_schemas.setdefault(schema.lower(), schema)
         if group.type is GroupType.DB_PER_TENANT:
-            if db.customer is None:
+            yield from _tenant_database(group, db, service, customers)
+            continue  # isolation, schema or other, is refused for the whole group
+        if db.customer is not None:
+            yield db.at("customer").problem(
+                "customer applies to db-per-tenant groups only",
+                "remove 'customer:' or make the group db-per-tenant",
+            )
+        if service is not None:
+            if service in shared_services:
                 yield db.origin.problem(
-                    f"database {db.name!r} in db-per-tenant group {group.name!r} has no customer",
-                    "add 'customer: <tenant id>'",
+                    f"service {service!r} has two databases in db-shared group "
+                    f"{group.name!r} ({shared_services[service]!r} and {db.name!r})",
+                    "a db-shared service reads exactly one database",
                 )
-                continue
-            key = f"{service}/{names.k8s(db.customer)}"
-            if key in customers:
-                same = customers[key] == db.customer
-                yield db.origin.problem(
-                    f"customer {db.customer!r} appears twice for service {service!r}"
-                    if same else
-                    f"customers {customers[key]!r} and {db.customer!r} collide after "
-                    f"normalisation to {names.k8s(db.customer)!r}",
-                    "each tenant database needs a distinct customer id",
-                )
-            customers[key] = db.customer
-            if not names.is_dns_label(names.k8s(db.customer)):
-                yield db.origin.problem(
-                    f"customer {db.customer!r} cannot become a Kubernetes name "
-                    f"({names.k8s(db.customer)!r} is not a DNS-1123 label)",
-                    "use letters, digits, '-' or '_', starting and ending with a letter or digit",
-                )
-        else:
-            if db.customer is not None:
-                yield db.origin.problem(
-                    "customer applies to db-per-tenant groups only",
-                    "remove 'customer:' or make the group db-per-tenant",
-                )
-            if service is not None:
-                if service in shared_services:
-                    yield db.origin.problem(
-                        f"service {service!r} has two databases in db-shared group "
-                        f"{group.name!r} ({shared_services[service]!r} and {db.name!r})",
-                        "a db-shared service reads exactly one database",
-                    )
-                shared_services[service] = db.name
+            shared_services[service] = db.name
         if group.isolation is Isolation.SCHEMA and not db.schemas:
             yield db.origin.problem(
                 "schema isolation needs the tenant schemas listed",
                 "add 'schemas: [customer_a, customer_b, ...]'",
             )
+
+
+def _tenant_database(group: ServerGroup, db: Database, service: str | None,
+                     customers: dict[str, str]) -> Iterator[Problem]:
+    """A db-per-tenant database: its customer, distinct from the group's others."""
+    if db.customer is None:
+        yield db.origin.problem(
+            f"database {db.name!r} in db-per-tenant group {group.name!r} has no customer",
+            "add 'customer: <tenant id>'",
+        )
+        return
+    key = f"{service}/{names.k8s(db.customer)}"
+    if key in customers:
+        same = customers[key] == db.customer
+        yield db.at("customer").problem(
+            f"customer {db.customer!r} appears twice for service {service!r}"
+            if same else
+            f"customers {customers[key]!r} and {db.customer!r} collide after "
+            f"normalisation to {names.k8s(db.customer)!r}",
+            "each tenant database needs a distinct customer id",
+        )
+    customers[key] = db.customer
+    if not names.is_dns_label(names.k8s(db.customer)):
+        yield db.at("customer").problem(
+            f"customer {db.customer!r} cannot become a Kubernetes name "
+            f"({names.k8s(db.customer)!r} is not a DNS-1123 label)",
+            "use letters, digits, '-' or '_', starting and ending with a letter or digit",
+        )
 
 
 def _shared_databases(config: Config) -> Iterator[Problem]:
@@ -245,12 +256,12 @@ def _services(config: Config, unread: Unread) -> Iterator[Problem]:
     for service in config.services:
         k8s = names.k8s(service.name)
         if not names.is_dns_label(k8s):
-            yield service.origin.problem(
+            yield service.at("service").problem(
                 f"service name {service.name!r} cannot become a Kubernetes name ({k8s!r})",
                 "use letters, digits, '-' or '_', starting and ending with a letter or digit",
             )
         elif k8s in seen_k8s:
-            yield service.origin.problem(
+            yield service.at("service").problem(
                 f"services {seen_k8s[k8s]!r} and {service.name!r} collide after normalisation "
                 f"to {k8s!r}", "rename one of them",
             )
@@ -258,16 +269,17 @@ def _services(config: Config, unread: Unread) -> Iterator[Problem]:
         group = config.group(service.server_group)
         if group is None:
             if not unread.groups_file and service.server_group not in unread.groups:
-                yield service.origin.problem(
+                yield service.at("server_group").problem(
                     f"server group {service.server_group!r} does not exist in "
                     f"{config.groups_file}", _suggest(service.server_group, group_names),
                 )
             yield from _tables(service, None)
             continue
         if not group.databases_of(service.name):
-            yield service.origin.problem(
+            yield service.at("server_group").problem(
                 f"server group {group.name!r} has no database for service {service.name!r}",
-                f"add a database with 'service: {service.name}' to the group",
+                f"add a database with 'service: {service.name}' to group {group.name!r} in "
+                f"{config.groups_file}, or name the group that has one",
             )
         yield from _tables(service, group)
 
@@ -284,15 +296,15 @@ def _tables(service: Service, group: ServerGroup | None) -> Iterator[Problem]:
         if not table.primary_key:
             yield table.origin.problem(
                 f"table {table.name!r} has no primary_key",
-                "set primary_key (one column or a list), or let "
-                "'cdc-generator manage-service --add-table' read it from the database",
+                "set primary_key: the column, or list of columns, that identifies a row "
+                "(the table's primary key in the database)",
             )
         if table.filter:
             yield from _filter(table, group, dbs)
         if group is None:
             continue
         if table.schema and listed and table.schema not in listed:
-            yield table.origin.problem(
+            yield table.at("schema").problem(
                 f"schema {table.schema!r} is not among the database's schemas "
                 f"({', '.join(sorted(listed))})",
                 "add the schema to the database in server-groups.yaml or fix the table",
@@ -317,17 +329,17 @@ def _filter(table: Table, group: ServerGroup | None, dbs: list[Database]) -> Ite
         rowfilter.check_characters(text)  # where the user wrote them, before substitution
         rowfilter.canonical(text.replace(CUSTOMER_PLACEHOLDER, "tenant"))
     except rowfilter.RowFilterError as exc:
-        yield table.origin.problem(f"filter: {exc}", exc.hint)
+        yield table.at("filter").problem(str(exc), exc.hint)
         return
     if CUSTOMER_PLACEHOLDER not in text:
         return
     if group is None:  # the ids are unknown, but not where the placeholder stands
         why = rowfilter.placement_problem(text)
         if why is not None:
-            yield table.origin.problem(f"filter: {why}", _FILTER_HINT)
+            yield table.at("filter").problem(why, _FILTER_HINT)
         return
     if group.type is GroupType.DB_SHARED:
-        yield table.origin.problem(
+        yield table.at("filter").problem(
             f"{CUSTOMER_PLACEHOLDER} in a filter needs a db-per-tenant group",
             "a db-shared pipeline serves all customers: write the customer ids literally",
         )
@@ -337,8 +349,8 @@ def _filter(table: Table, group: ServerGroup | None, dbs: list[Database]) -> Ite
             continue
         why = rowfilter.substitution_problem(text, db.customer)
         if why is not None:
-            yield table.origin.problem(f"filter: for customer {db.customer!r}, {why}",
-                                       _FILTER_HINT)
+            yield table.at("filter").problem(f"for customer {db.customer!r}, {why}",
+                                             _FILTER_HINT)
             return
 
 

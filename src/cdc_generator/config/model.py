@@ -36,6 +36,24 @@ class Origin:
         return Problem(self.file, self.line, self.col, self.key_path, message, hint)
 
 
+# (key, where that key is) for the keys of an object whose values other files
+# refer to or must agree with: a problem with such a value points at its key
+KeyOrigins = tuple[tuple[str, Origin], ...]
+
+
+def _key_origins(doc: Document, path: KeyPath, origin: Origin, raw: dict[str, Any],
+                 keys: tuple[str, ...]) -> KeyOrigins:
+    marks, prefix = doc.marks, f"{origin.key_path}." if origin.key_path else ""
+    return tuple(
+        (key, Origin(origin.file, *marks.get((*path, key), (origin.line, origin.col)),
+                     prefix + key))
+        for key in keys if key in raw)
+
+
+def _at(origin: Origin, keys: KeyOrigins, key: str) -> Origin:
+    return next((o for k, o in keys if k == key), origin)
+
+
 class GroupType(StrEnum):
     DB_SHARED = "db-shared"
     DB_PER_TENANT = "db-per-tenant"
@@ -112,6 +130,11 @@ class Database:
     schemas: tuple[str, ...]
     name_by_environment: tuple[tuple[str, str], ...]
     origin: Origin
+    keys: KeyOrigins = ()
+
+    def at(self, key: str) -> Origin:
+        """Where `key` (e.g. "customer", "name_by_environment.prod") is, else the database."""
+        return _at(self.origin, self.keys, key)
 
     def name_in(self, environment: str) -> str:
         return dict(self.name_by_environment).get(environment, self.name)
@@ -136,6 +159,10 @@ class ServerGroup:
     server: Server
     databases: tuple[Database, ...]
     origin: Origin
+    keys: KeyOrigins = ()
+
+    def at(self, key: str) -> Origin:
+        return _at(self.origin, self.keys, key)
 
     def service_of(self, database: Database) -> str | None:
         return database.service or self.service
@@ -152,6 +179,10 @@ class Table:
     primary_key: tuple[str, ...]
     filter: str | None
     origin: Origin
+    keys: KeyOrigins = ()
+
+    def at(self, key: str) -> Origin:
+        return _at(self.origin, self.keys, key)
 
     def schemas_in(self, database: Database) -> tuple[str, ...]:
         """The schemas this entry captures from in `database`."""
@@ -165,6 +196,11 @@ class Service:
     tables: tuple[Table, ...]
     file: str
     origin: Origin
+    keys: KeyOrigins = ()
+
+    def at(self, key: str) -> Origin:
+        """Where `key` ("service", "server_group") is, else the file's top."""
+        return _at(self.origin, self.keys, key)
 
 
 @dataclass(frozen=True)
@@ -268,21 +304,9 @@ def build_server_groups(doc: Document, skip: frozenset[int] = frozenset()
             password=_setting(doc, server_raw, server_path, "password",
                               f"${{{env_var_name('POSTGRES', name, 'PASSWORD')}}}"),
         )
-        databases = []
-        for di, db in enumerate(raw["databases"]):
-            db_path = (*path, "databases", di)
-            databases.append(
-                Database(
-                    name=str(db["name"]),
-                    service=db.get("service"),
-                    customer=None if db.get("customer") is None else str(db["customer"]),
-                    schemas=tuple(db.get("schemas") or ()),
-                    name_by_environment=tuple(
-                        sorted((db.get("name_by_environment") or {}).items())
-                    ),
-                    origin=Origin.of(doc, db_path),
-                )
-            )
+        databases = [_database(doc, (*path, "databases", di), db)
+                     for di, db in enumerate(raw["databases"])]
+        origin = Origin.of(doc, path)
         groups.append(
             ServerGroup(
                 name=name,
@@ -292,10 +316,31 @@ def build_server_groups(doc: Document, skip: frozenset[int] = frozenset()
                 tenant_column=raw.get("tenant_column", "customer_id"),
                 server=server,
                 databases=tuple(databases),
-                origin=Origin.of(doc, path),
+                origin=origin,
+                keys=_key_origins(doc, path, origin, raw, ("name", "service", "isolation")),
             )
         )
     return tuple(groups)
+
+
+def _database(doc: Document, path: KeyPath, db: dict[str, Any]) -> Database:
+    origin = Origin.of(doc, path)
+    by_environment = db.get("name_by_environment") or {}
+    keys = _key_origins(doc, path, origin, db, ("service", "customer", "schemas"))
+    if by_environment:
+        env_path = (*path, "name_by_environment")
+        env_origin = Origin.of(doc, env_path)
+        keys += tuple((f"name_by_environment.{env}", o) for env, o in _key_origins(
+            doc, env_path, env_origin, by_environment, tuple(by_environment)))
+    return Database(
+        name=str(db["name"]),
+        service=db.get("service"),
+        customer=None if db.get("customer") is None else str(db["customer"]),
+        schemas=tuple(db.get("schemas") or ()),
+        name_by_environment=tuple(sorted(by_environment.items())),
+        origin=origin,
+        keys=keys,
+    )
 
 
 def build_service(doc: Document, skip: frozenset[int] = frozenset()) -> Service:
@@ -307,19 +352,24 @@ def build_service(doc: Document, skip: frozenset[int] = frozenset()) -> Service:
             continue
         pk = t.get("primary_key")
         primary_key = () if pk is None else ((pk,) if isinstance(pk, str) else tuple(pk))
+        path: KeyPath = ("source", "tables", ti)
+        origin = Origin.of(doc, path)
         tables.append(
             Table(
                 schema=t.get("schema"),
                 name=t["name"],
                 primary_key=primary_key,
                 filter=t.get("filter"),
-                origin=Origin.of(doc, ("source", "tables", ti)),
+                origin=origin,
+                keys=_key_origins(doc, path, origin, t, ("schema", "filter")),
             )
         )
+    origin = Origin.of(doc, ())
     return Service(
         name=str(raw["service"]),
         server_group=str(raw["server_group"]),
         tables=tuple(tables),
         file=doc.path,
-        origin=Origin.of(doc, ()),
+        origin=origin,
+        keys=_key_origins(doc, (), origin, raw, ("service", "server_group")),
     )

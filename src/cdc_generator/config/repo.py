@@ -73,13 +73,14 @@ def load_config(root: Path) -> Config:
             unread_services.add(file.name.rsplit(".", 1)[0])
             continue
         if service.name != file.stem:
-            assert doc is not None
-            run.problems.append(doc.problem(
-                ("service",),
+            run.problems.append(service.at("service").problem(
                 f"service {service.name!r} is defined in {shown_name(file.name)}",
                 f"name the file {SERVICES_DIR}/{service.name}.yaml or set service: "
                 f"{shown_name(file.stem)}",
             ))
+            # which name is meant is not known: neither is reported missing elsewhere
+            unread_services |= {service.name, file.stem}
+            continue
         services.append(service)
     config = Config(
         environments=environments,
@@ -122,7 +123,7 @@ def _read(root: Path, file: Path, shown: str, run: _Loaded) -> Document | None:
 def _invalid(doc: Document, schema_name: str, run: _Loaded) -> list[KeyPath]:
     """The key paths where `doc` fails its schema (each problem recorded)."""
     found = schema.errors(doc, schema_name, run.found.paths.get(doc.path, ()))
-    run.problems.extend(problem for _path, _validator, problem in found)
+    run.problems.extend(problem for _path, _validator, problem in found if problem is not None)
     # an unknown key is ignored by the model: it spoils nothing else
     return [path for path, validator, _problem in found if validator != "additionalProperties"]
 

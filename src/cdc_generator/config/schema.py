@@ -91,23 +91,71 @@ def validate(doc: Document, schema_name: str,
              secrets: Collection[KeyPath] = ()) -> list[Problem]:
     """Every schema violation in `doc`, located and explained; values at the key
     paths `secrets` (and under password keys) are never repeated."""
-    return [problem for _path, _validator, problem in errors(doc, schema_name, secrets)]
+    return [problem for _path, _validator, problem in errors(doc, schema_name, secrets)
+            if problem is not None]
 
 
 def errors(doc: Document, schema_name: str, secrets: Collection[KeyPath] = ()
-           ) -> list[tuple[KeyPath, str, Problem]]:
+           ) -> list[tuple[KeyPath, str, Problem | None]]:
     """`validate`'s problems, each with the key path of the value jsonschema
-    refused and the keyword it failed (to keep what is right for later checks)."""
+    refused and the keyword it failed (to keep what is right for later checks);
+    None where another problem of the list already says it."""
     if fast_valid(doc.data, schema_name):
         return []
-    found = []
-    for error in _validator(schema_name).iter_errors(doc.data):
-        found.append((_path(error), str(error.validator),
-                      _to_problem(doc, _most_specific(error), schema_name, secrets)))
+    found: list[tuple[KeyPath, str, Problem | None]] = []
+    for raw in _validator(schema_name).iter_errors(doc.data):
+        error = _most_specific(raw)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            found += [(_path(raw), str(raw.validator), _unknown_key(doc, error, key, schema_name))
+                      for key in _extra_keys(error)]
+        elif _misspelt_required(error):
+            # the unknown key's problem says it; the entry still lacks the key
+            found.append((_path(raw), str(raw.validator), None))
+        else:
+            found.append((_path(raw), str(raw.validator),
+                          _to_problem(doc, error, schema_name, secrets)))
     if not found:  # the compiled validator refused what jsonschema accepts: never wave through
         found = [((), "", doc.problem((), "the file does not satisfy its schema",
                                       f"see schemas/{schema_name}"))]
     return found
+
+
+def _allowed(error: ValidationError) -> list[str]:
+    properties = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+    return sorted(properties)
+
+
+def _mapping(error: ValidationError) -> dict[str, Any]:
+    instance = error.instance
+    return instance if isinstance(instance, dict) else {}
+
+
+def _extra_keys(error: ValidationError) -> list[str]:
+    return [k for k in _mapping(error) if k not in _allowed(error)]
+
+
+def _misspelt_required(error: ValidationError) -> bool:
+    """A missing required key that an unknown key beside it is a misspelling of:
+    one mistake, reported once, as the unknown key."""
+    if error.validator != "required" or not isinstance(error.instance, dict):
+        return False
+    missing = _quoted_name(str(error.message)).strip("'\"")
+    return bool(difflib.get_close_matches(missing, _extra_keys(error), n=1))
+
+
+def _unknown_key(doc: Document, error: ValidationError, key: str,
+                 schema_name: str) -> Problem:
+    allowed = _allowed(error)
+    required = error.schema.get("required", []) if isinstance(error.schema, dict) else []
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close and close[0] in required and close[0] not in _mapping(error):
+        message = f"unknown key {key!r}, and the required key {close[0]!r} is missing"
+        hint = f"rename {key!r} to {close[0]!r}"
+    else:
+        message = f"unknown key {key!r}"
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint += f"allowed keys: {', '.join(allowed)}"
+    return doc.problem((*error.absolute_path, key), message, hint)
 
 
 def _most_specific(error: ValidationError) -> ValidationError:
@@ -145,18 +193,7 @@ def _to_problem(doc: Document, error: ValidationError, schema_name: str,
     holds_secret = any(s[:len(path)] == path for s in secrets)
     if secret:  # whatever is wrong with a secret, its value is not repeated
         instance = _Withheld(instance)
-    if validator == "additionalProperties" and isinstance(instance, dict):
-        allowed = sorted(error.schema.get("properties", {})) if isinstance(
-            error.schema, dict) else []
-        extra = [k for k in instance if k not in allowed]
-        if extra:
-            key = extra[0]
-            path = (*path, key)
-            message = f"unknown key {key!r}"
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            hint += f"allowed keys: {', '.join(allowed)}"
-    elif validator == "required":
+    if validator == "required":
         message = f"missing required key {_quoted_name(str(error.message))}"
     elif validator == "type":
         message = f"expected {_type_name(error.validator_value)}, got {_describe(instance)}"

@@ -104,3 +104,16 @@ def inspect_tables(conn: psycopg.Connection[Any], schemas: Sequence[str],
         )
         for schema, name, ident, tuples, select, columns, pk, ri, free in rows
     ]
+
+
+_SCHEMAS_SQL = """
+SELECT n.nspname::text FROM pg_namespace n
+ WHERE EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p'))
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
+ ORDER BY 1
+"""
+
+
+def schemas_with_tables(conn: psycopg.Connection[Any]) -> list[str]:
+    """The database's schemas that hold tables (the system's own left out)."""
+    return [str(row[0]) for row in conn.execute(_SCHEMAS_SQL).fetchall()]

@@ -8,41 +8,25 @@ Each database costs a constant number of catalog queries.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cdc_generator import control, publication, rowfilter
+from cdc_generator import rowfilter
+from cdc_generator.db.check import FAIL, PASS, ROW_FILTER_VERSION, WARN, Check
 from cdc_generator.db.connection import Target, connect
 from cdc_generator.db.inspect import TableInfo, inspect_tables
+from cdc_generator.db.publication_check import publication_checks
 from cdc_generator.plan import CapturedTable, Pipeline
 from cdc_generator.publication import ident, literal
 
 if TYPE_CHECKING:
     import psycopg
 
-PASS, WARN, FAIL = "pass", "warn", "fail"
-ROW_FILTER_VERSION = 150000
 MANAGED_REPLICATION_ROLES = ("rds_replication", "azure_pg_admin", "cloudsqlsuperuser",
                              "alloydbsuperuser")
 RETAINED_WAL_WARN = 1 << 30  # an inactive slot holding more than this is worth a look
 RESTART = "-- then restart PostgreSQL (a managed service: change its parameter group instead)"
-
-
-@dataclass(frozen=True)
-class Check:
-    check: str  # a stable id, e.g. "wal_level"
-    status: str  # pass | warn | fail
-    message: str
-    fix: str = ""  # SQL that fixes a failure ('--' lines where SQL alone cannot)
-    database: str = ""
-    customer: str | None = None
-    subject: str = ""  # the table, slot or publication concerned
-
-    @property
-    def failed(self) -> bool:
-        return self.status == FAIL
 
 
 @dataclass(frozen=True)
@@ -51,6 +35,8 @@ class Source:
 
     pipeline: Pipeline
     target: Target
+    # tables the service lists without a schema (one entry for every schema)
+    unscoped: frozenset[str] = frozenset()
 
 
 def run(sources: Sequence[Source]) -> list[Check]:
@@ -218,13 +204,13 @@ def database_checks(conn: psycopg.Connection[Any], source: Source) -> list[Check
     out: list[Check] = []
     for table in p.source.tables:
         info = found.get((table.schema, table.name))
-        out.extend(_table_checks(p, table, info, source.target.user))
-    out.extend(_publication_checks(conn, p))
+        out.extend(_table_checks(source, table, info))
+    out.extend(publication_checks(conn, p))
     return out
 
 
-def _table_checks(p: Pipeline, table: CapturedTable, info: TableInfo | None,
-                  user: str) -> list[Check]:
+def _table_checks(source: Source, table: CapturedTable, info: TableInfo | None) -> list[Check]:
+    p, user = source.pipeline, source.target.user
     db, who, name = p.source.database, p.customer, table.qualified
     qualified = f"{ident(table.schema)}.{ident(table.name)}"
 
@@ -232,10 +218,14 @@ def _table_checks(p: Pipeline, table: CapturedTable, info: TableInfo | None,
         return Check(check_id, status, message, fix, db, who, name)
 
     if info is None:
+        remove = f"cdc-generator manage-service --service {p.service} --remove-table {table.name}"
+        if table.name in source.unscoped:  # its entry covers every schema
+            remove += "\n--   (its entry has no schema: this stops capturing it from all)"
+        else:
+            remove += f" --schema {table.schema}"
         return [check("table_exists", FAIL, f"table {name} does not exist in {db}",
                       f"-- create {qualified} in database {db}, or stop capturing it:\n"
-                      f"-- cdc-generator manage-service --service {p.service} "
-                      f"--remove-table {table.name} --schema {table.schema}")]
+                      f"-- {remove}")]
     out = [check("table_exists", PASS, f"table {name} exists")]
     if info.can_select:
         out.append(check("select_privilege", PASS, f"SELECT on {name} granted"))
@@ -259,17 +249,28 @@ def _table_checks(p: Pipeline, table: CapturedTable, info: TableInfo | None,
             "replica_identity", FAIL,
             f"{name} has no primary key and replica identity {info.replica_identity}: "
             "UPDATE and DELETE cannot be captured", fix))
+    out.extend(_key_checks(check, table, info, qualified))
+    out.extend(_numeric_checks(check, info, qualified))
+    if table.filter:
+        out.extend(_filter_checks(check, table, info, qualified))
+    return out
+
+
+def _key_checks(check: Any, table: CapturedTable, info: TableInfo,
+                qualified: str) -> list[Check]:
+    """The configured primary key: in the table, and in its replica identity."""
+    name = table.qualified
     unknown = [c for c in table.primary_key if c not in info.columns]
     if unknown:
-        out.append(check("primary_key", FAIL,
-                         f"configured primary_key column(s) {', '.join(unknown)} not in {name}",
-                         "-- fix primary_key in the service file"))
-    elif info.replicable and not set(table.primary_key) <= set(info.identity_columns):
+        return [check("primary_key", FAIL,
+                      f"configured primary_key column(s) {', '.join(unknown)} not in {name}",
+                      "-- fix primary_key in the service file")]
+    if info.replicable and not set(table.primary_key) <= set(info.identity_columns):
         # Debezium builds a DELETE's key from the old-row image, which holds only the
         # replica identity: key columns outside it arrive empty and the sink would
         # delete the wrong row, or none
         outside = [c for c in table.primary_key if c not in info.identity_columns]
-        out.append(check(
+        return [check(
             "key_in_replica_identity", FAIL,
             f"configured primary_key column(s) {', '.join(outside)} of {name} are not in its "
             f"replica identity ({', '.join(info.identity_columns)}): DELETE events would "
@@ -278,30 +279,33 @@ def _table_checks(p: Pipeline, table: CapturedTable, info: TableInfo | None,
             "-- or, lighter on WAL, a unique index over the key as replica identity:\n"
             f"-- CREATE UNIQUE INDEX <index> ON {qualified} "
             f"({', '.join(ident(c) for c in table.primary_key)});\n"
-            f"-- ALTER TABLE {qualified} REPLICA IDENTITY USING INDEX <index>;"))
-    elif info.primary_key and tuple(info.primary_key) != tuple(table.primary_key):
-        out.append(check("primary_key", WARN,
-                         f"configured primary_key ({', '.join(table.primary_key)}) differs from "
-                         f"the table's ({', '.join(info.primary_key)})",
-                         "-- the record key uses the configured columns: make sure they are "
-                         "unique, or fix primary_key in the service file"))
-    if info.unconstrained_numeric:
-        columns = ", ".join(c for c, _kind in info.unconstrained_numeric)
-        out.append(check(
-            "exact_numeric", WARN,
-            f"{name} has numeric column(s) without precision ({columns}): the JDBC sink "
-            "would create them as double precision, rounding values past 15 significant "
-            "digits",
-            "\n".join(f"ALTER TABLE {qualified} ALTER COLUMN {ident(c)} TYPE "
-                      f"numeric(38, 10){'[]' if kind.endswith('[]') else ''};"
-                      for c, kind in info.unconstrained_numeric)
-            + "\n-- (choose the precision and scale the data needs), or create the target "
-              "table in the sink database\n-- before the sink starts, with these columns "
-              "as numeric: the sink then writes them exactly\n-- and adds the other "
-              "columns itself"))
-    if table.filter:
-        out.extend(_filter_checks(check, table, info, qualified))
-    return out
+            f"-- ALTER TABLE {qualified} REPLICA IDENTITY USING INDEX <index>;")]
+    if info.primary_key and tuple(info.primary_key) != tuple(table.primary_key):
+        return [check("primary_key", WARN,
+                      f"configured primary_key ({', '.join(table.primary_key)}) differs from "
+                      f"the table's ({', '.join(info.primary_key)})",
+                      "-- the record key uses the configured columns: make sure they are "
+                      "unique, or fix primary_key in the service file")]
+    return []
+
+
+def _numeric_checks(check: Any, info: TableInfo, qualified: str) -> list[Check]:
+    """numeric without precision: the JDBC sink would create double precision."""
+    if not info.unconstrained_numeric:
+        return []
+    columns = ", ".join(c for c, _kind in info.unconstrained_numeric)
+    return [check(
+        "exact_numeric", WARN,
+        f"{info.qualified} has numeric column(s) without precision ({columns}): the JDBC "
+        "sink would create them as double precision, rounding values past 15 significant "
+        "digits",
+        "\n".join(f"ALTER TABLE {qualified} ALTER COLUMN {ident(c)} TYPE "
+                  f"numeric(38, 10){'[]' if kind.endswith('[]') else ''};"
+                  for c, kind in info.unconstrained_numeric)
+        + "\n-- (choose the precision and scale the data needs), or create the target "
+          "table in the sink database\n-- before the sink starts, with these columns "
+          "as numeric: the sink then writes them exactly\n-- and adds the other "
+          "columns itself")]
 
 
 def _filter_checks(check: Any, table: CapturedTable, info: TableInfo,
@@ -326,89 +330,8 @@ def _filter_checks(check: Any, table: CapturedTable, info: TableInfo,
     return [check("row_filter", PASS, f"filter on {name} reads replica-identity columns only")]
 
 
-_PUBLICATION_SQL = """
-SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate
-  FROM pg_publication WHERE pubname = %s
-"""
-_PUBLICATION_TABLES_SQL = """
-SELECT schemaname::text, tablename::text, {rowfilter}
-  FROM pg_publication_tables WHERE pubname = %s
-"""
-
-
-def _publication_checks(conn: psycopg.Connection[Any], p: Pipeline) -> list[Check]:
-    source = p.source
-    name = source.publication_name
-    autocreate = source.publication_autocreate_mode != "disabled"
-    fix = (f"-- cdc-generator apply --environment {p.environment} --service {p.service}, "
-           "or run generated/" + publication.path_of(p) + ":\n"
-           + publication.setup_sql(source))
-
-    def check(status: str, message: str, fix: str = "") -> Check:
-        return Check("publication", status, message, fix, source.database, p.customer, name)
-
-    row = conn.execute(_PUBLICATION_SQL, (name,)).fetchone()
-    if row is None:
-        if autocreate:
-            mode = source.publication_autocreate_mode
-            return [check(PASS, f"publication {name!r} does not exist yet; the connector "
-                          f"creates it (publication.autocreate.mode={mode})")]
-        return [check(FAIL, f"publication {name!r} does not exist; the connector does not "
-                      "create it (publication.autocreate.mode=disabled)", fix)]
-    all_tables, ins, upd, dele, trunc = row
-    if all_tables:
-        return [check(FAIL if not autocreate else WARN,
-                      f"publication {name!r} is FOR ALL TABLES", fix)]
-    version = conn.info.server_version
-    column = "rowfilter" if version >= ROW_FILTER_VERSION else "NULL::text"
-    rows = conn.execute(_PUBLICATION_TABLES_SQL.format(rowfilter=column), (name,)).fetchall()
-    have = {(str(s), str(t)): f for s, t, f in rows}
-    ctl = control.Control.of(source.slot_name)
-    want = {(t.schema, t.name): t.filter for t in source.tables}
-    want |= {(control.SCHEMA, table): None for table in ctl.tables}
-    problems = []
-    if missing := sorted(set(want) - set(have)):
-        problems.append("misses " + ", ".join(f"{s}.{t}" for s, t in missing))
-    if extra := sorted(set(have) - set(want)):
-        problems.append("also publishes " + ", ".join(f"{s}.{t}" for s, t in extra))
-    for key in sorted(set(want) & set(have)):
-        ours, theirs = want[key], have[key]
-        if ours is None and theirs is None:
-            continue
-        if ours is None or theirs is None or not rowfilter.equivalent(ours, theirs):
-            problems.append(f"{key[0]}.{key[1]} is filtered by {theirs or 'nothing'}, "
-                            f"expected {ours or 'nothing'}")
-    if not (ins and upd and dele and trunc):
-        problems.append(f"does not publish all of {publication.PUBLISH}")
-    if problems:
-        return [check(WARN if autocreate else FAIL,
-                      f"publication {name!r} " + "; ".join(problems), fix)]
-    return [check(PASS, f"publication {name!r} has the expected {len(want)} table(s) "
-                  "and filters")]
-
-
 # ---------------------------------------------------------------- reporting
 
 
 def failed(checks: Sequence[Check]) -> bool:
     return any(c.failed for c in checks)
-
-
-def render_text(checks: Sequence[Check], title: str) -> str:
-    lines = [title]
-    for c in checks:
-        where = c.database + (f" ({c.customer})" if c.customer else "")
-        lines.append(f"{c.status.upper():4} {c.check} [{where}]: {c.message}")
-        if c.fix and c.status != PASS:
-            lines.append("     fix:")
-            lines.extend(f"       {line}" for line in c.fix.splitlines())
-    failures = sum(c.failed for c in checks)
-    warnings = sum(c.status == WARN for c in checks)
-    lines.append(f"{len(checks)} checks: {failures} failed, {warnings} warnings")
-    return "\n".join(lines) + "\n"
-
-
-def render_json(checks: Sequence[Check], **extra: object) -> str:
-    payload = {"version": 1, "command": "preflight", "ok": not failed(checks), **extra,
-               "checks": [asdict(c) for c in checks]}
-    return json.dumps(payload, indent=2) + "\n"
