@@ -27,7 +27,15 @@ import pytest
 import yaml
 
 from tests.test_deploy import DEPLOY, PIPELINES, docs, environments, one
-from tests.test_deploy_jmx import CONNECT, State, connectors, exported
+from tests.test_deploy_jmx import (
+    CONNECT,
+    Connector,
+    Exporter,
+    State,
+    connectors,
+    exported,
+    start_exporter,
+)
 
 RULES_FILE = DEPLOY / "monitoring" / "base" / "prometheus-rule.yaml"
 # postgres_exporter's replication_slots collector (collector/pg_replication_slots.go, on by
@@ -40,6 +48,12 @@ SCRAPE_LABELS = {"namespace", "pod", "container", "endpoint", "job", "instance"}
 
 
 # --- the alerts ----------------------------------------------------------------------------
+
+@pytest.fixture
+def exporter() -> Exporter:
+    """The JMX exporter itself (tests/test_deploy_jmx.py)."""
+    return start_exporter()
+
 
 def prometheus_rule() -> dict[str, Any]:
     rule = one(RULES_FILE, "PrometheusRule")
@@ -68,17 +82,16 @@ def selectors(expr: Any) -> Iterator[promql_parser.VectorSelector]:
         yield from selectors(expr.expr)
 
 
-def produced_labels() -> dict[str, set[str]]:
+def produced_labels(exporter: Exporter, tmp: Path) -> dict[str, set[str]]:
     """metric name -> label names, for every series the exporter rules or postgres_exporter give."""
-    state = State(failed_connectors=frozenset({"x"}))
     out: dict[str, set[str]] = {n: set(ls) for n, ls in POSTGRES_EXPORTER.items()}
-    for name, labels in exported(state):
+    for name, labels in exported(exporter, tmp, faults()[0]):
         out.setdefault(name, set()).update(k for k, _ in labels)
     return out
 
 
-def test_alerts_use_only_series_that_are_produced() -> None:
-    produced = produced_labels()
+def test_alerts_use_only_series_that_are_produced(exporter: Exporter, tmp_path: Path) -> None:
+    produced = produced_labels(exporter, tmp_path)
     problems = []
     for alert in alerts():
         found = list(selectors(promql_parser.parse(alert["expr"])))
@@ -93,8 +106,9 @@ def test_alerts_use_only_series_that_are_produced() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_the_alert_check_fails_for_a_name_no_rule_produces() -> None:
-    produced = produced_labels()
+def test_the_alert_check_fails_for_a_name_no_rule_produces(exporter: Exporter,
+                                                          tmp_path: Path) -> None:
+    produced = produced_labels(exporter, tmp_path)
     # a plausible name that no rule here produces, next to one that is produced
     parsed = promql_parser.parse('kafka_connect_connector_state{status="failed"} > 0 '
                                  'or debezium_postgres_streaming_connected == 0')
@@ -238,8 +252,9 @@ def _series_text(name: str, labels: dict[str, str]) -> str:
     return f"{name}{{{inner}}}"
 
 
-def scenario() -> tuple[list[dict[str, Any]], dict[str, list[dict[str, str]]]]:
-    namespace = environments()["prod"]
+def faults() -> tuple[State, list[Connector], list[Connector]]:
+    """prod's connectors with a failed sink, a failed source task, a source 10 minutes behind
+    and disconnected, and another disconnected while it snapshots; (state, sources, sinks)."""
     conns = connectors("prod")
     sources = [c for c in conns if c.server]
     sinks = [c for c in conns if not c.server]
@@ -253,9 +268,19 @@ def scenario() -> tuple[list[dict[str, Any]], dict[str, list[dict[str, str]]]]:
                   lag_ms=((late, 600_000),),
                   disconnected=frozenset({late, snapshotting}),
                   snapshotting=frozenset({snapshotting}))
+    return state, sources, sinks
+
+
+def scenario(exporter: Exporter,
+             tmp: Path) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, str]]]]:
+    namespace = environments()["prod"]
+    state, sources, sinks = faults()
+    late = sources[0].server
+    assert late is not None
     scraped = {"namespace": namespace, "pod": POD}
-    inputs = [{"series": _series_text(n, dict(ls) | scraped), "values": f"{v:g}x{MINUTES}"}
-              for (n, ls), v in exported(state).items()]
+    inputs: list[dict[str, Any]] = [
+        {"series": _series_text(n, dict(ls) | scraped), "values": f"{v:g}x{MINUTES}"}
+        for (n, ls), v in exported(exporter, tmp, state).items()]
     slots = [docs(p)[0]["spec"]["config"]["slot.name"]
              for p in sorted(PIPELINES.glob("*/prod/source-*.yaml"))]
     full, idle = slots[0], slots[1]
@@ -270,7 +295,7 @@ def scenario() -> tuple[list[dict[str, Any]], dict[str, list[dict[str, str]]]]:
     other = pg | {"slot_name": "standby_1", "database": "db"}
     inputs.append({"series": _series_text("pg_replication_slots_active", other),
                    "values": f"0x{MINUTES}"})
-    expected = {
+    expected: dict[str, list[dict[str, str]]] = {
         "CdcConnectorFailed": [{"severity": "critical", "namespace": namespace,
                                 "connector": sinks[0].name}],
         "CdcTaskFailed": [{"severity": "critical", "namespace": namespace,
@@ -302,8 +327,9 @@ def unit_tests(rules: Path, inputs: list[dict[str, Any]],
     }]}
 
 
-def test_promtool_unit_tests_fire_each_alert(promtool: Path, tmp_path: Path) -> None:
-    inputs, expected = scenario()
+def test_promtool_unit_tests_fire_each_alert(promtool: Path, exporter: Exporter,
+                                            tmp_path: Path) -> None:
+    inputs, expected = scenario(exporter, tmp_path)
     assert set(expected) == {a["alert"] for a in alerts()}, "every alert has a case"
     # promtool compares annotations too; they are checked against the alert's labels below
     rules = rules_file(tmp_path, prometheus_rule()["spec"], annotations=False)
@@ -320,8 +346,9 @@ def test_promtool_unit_tests_fire_each_alert(promtool: Path, tmp_path: Path) -> 
 
 
 def test_promtool_unit_tests_fail_when_an_alert_misses_its_fault(promtool: Path,
+                                                                 exporter: Exporter,
                                                                  tmp_path: Path) -> None:
-    inputs, expected = scenario()
+    inputs, expected = scenario(exporter, tmp_path)
     spec = prometheus_rule()["spec"]
     for group in spec["groups"]:
         for rule in group["rules"]:

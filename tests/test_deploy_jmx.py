@@ -1,23 +1,32 @@
 """deploy/connect: the JMX exporter rules the Kafka Connect workers export metrics with.
 
 The rules (deploy/connect/base/metrics-config.yaml, named by the KafkaConnect's
-spec.metricsConfig) are run the way the Prometheus JMX exporter (jmx_exporter 1.x,
-as Strimzi ships it) runs them, over the MBeans a Kafka Connect 4.3 worker and
-Debezium 3.6 register for this repository's generated connectors: every connector
-and task state, and every source's lag and connection, must come out as a series.
-tests/test_deploy_alerts.py checks that the alerts use only these series.
+spec.metricsConfig) are run by the Prometheus JMX exporter itself (its collector
+1.6.0, the version Strimzi's images ship; tests/jmx-exporter/Scrape.java) over
+MBeans registered under the names, and with the attributes, a Kafka Connect 4.3
+worker and Debezium 3.6 give theirs for this repository's generated connectors:
+every connector and task state, and every source's lag and connection, must come
+out as a series. tests/test_deploy_alerts.py checks that the alerts use only
+these series.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.helpers import REPO
 from tests.test_deploy import DEPLOY, PIPELINES, docs, one
 
 CONNECT = DEPLOY / "connect" / "base"
@@ -73,6 +82,10 @@ DEBEZIUM_STREAMING = ("MilliSecondsBehindSource", "NumberOfCommittedTransactions
                       "MilliSecondsBehindSourceMaxValue", "MilliSecondsBehindSourceAverageValue",
                       "MilliSecondsBehindSourceP50", "MilliSecondsBehindSourceP95",
                       "MilliSecondsBehindSourceP99")
+# Map<String, Long> attributes (ActivityMonitoringMXBean, SnapshotMetricsMXBean): per table
+DEBEZIUM_STREAMING_MAPS = ("NumberOfCreateEventsSeen", "NumberOfUpdateEventsSeen",
+                           "NumberOfDeleteEventsSeen", "NumberOfTruncateEventsSeen")
+ROWS_SCANNED = {"public.invoices": 42, "public.invoice_lines": 420}
 DEBEZIUM_SNAPSHOT = ("TotalTableCount", "RemainingTableCount", "SnapshotDurationInSeconds",
                      "SnapshotPausedDurationInSeconds")
 DEBEZIUM_SNAPSHOT_FLAGS = ("SnapshotRunning", "SnapshotPaused", "SnapshotCompleted",
@@ -177,124 +190,90 @@ def mbeans(conns: list[Connector], state: State = State()) -> Iterator[Attr]:
         yield from (Attr(snapshot, a, 2) for a in DEBEZIUM_SNAPSHOT)
         yield from (Attr(snapshot, a, running if a == "SnapshotRunning" else not running)
                     for a in DEBEZIUM_SNAPSHOT_FLAGS)
-        yield Attr(snapshot, "RowsScanned", {"public.invoices": 42})
+        yield Attr(snapshot, "RowsScanned", ROWS_SCANNED)
+        yield Attr(snapshot, "TableChunkCounts", {})
+        yield from (Attr(streaming, a, dict(ROWS_SCANNED)) for a in DEBEZIUM_STREAMING_MAPS)
 
 
-# --- the JMX exporter (jmx_exporter 1.x collector/.../JmxCollector.java), in small ---------
+# --- the JMX exporter, for real ------------------------------------------------------------
+#
+# tests/jmx-exporter/Scrape.java registers the MBeans above in a JVM and scrapes them with
+# the exporter's JmxCollector (the version pom.xml pins, Strimzi's), as the agent in a
+# worker does. Java 17+ and Maven are needed, for the classpath; without them the tests
+# fail, they never skip.
+
+SCRAPER = REPO / "tests" / "jmx-exporter"
+Series = dict[tuple[str, Labels], float]
+# what the exporter adds about itself and the JVM, next to what the rules give
+OWN = ("jmx_", "jvm_", "process_")
+# the keys a rule of jmx_exporter 1.x reads (JmxCollector.loadConfig); others it ignores
+RULE_KEYS = {"pattern", "name", "value", "valueFactor", "labels", "help", "type",
+             "attrNameSnakeCase", "cache"}
+
 
 @dataclass(frozen=True)
-class Rule:
-    pattern: re.Pattern[str]
-    name: str
-    value: str | None
-    labels: tuple[tuple[str, str], ...]
-    type: str
-    snake: bool
+class Exporter:
+    java: str
+    classpath: str
+
+    def scrape(self, config: dict[str, Any], attrs: Iterator[Attr], tmp: Path) -> Series:
+        beans: dict[str, dict[str, object]] = {}
+        for attr in attrs:
+            beans.setdefault(attr.object_name, {})[attr.attribute] = attr.value
+        (tmp / "config.yml").write_text(yaml.safe_dump(config))
+        (tmp / "mbeans.json").write_text(json.dumps(
+            [{"name": name, "attributes": values} for name, values in beans.items()]))
+        done = subprocess.run([self.java, "-cp", self.classpath, str(SCRAPER / "Scrape.java"),
+                               str(tmp / "config.yml"), str(tmp / "mbeans.json")],
+                              capture_output=True, text=True, check=False, timeout=300)
+        if done.returncode != 0:
+            raise ExporterError(done.stderr)
+        return parse_exposition(done.stdout)
 
 
-def load_rules(config: dict[str, Any]) -> list[Rule]:
-    rules = []
-    for i, raw in enumerate(config["rules"]):
-        where = f"metrics-config.yml rules[{i}]"
-        unknown = set(raw) - {"pattern", "name", "value", "valueFactor", "labels", "help",
-                              "type", "attrNameSnakeCase", "cache"}
-        assert not unknown, f"{where}: keys the exporter does not know: {sorted(unknown)}"
-        # this model covers named rules only (a rule without name exports the default format)
-        assert "pattern" in raw, f"{where}: needs a pattern"
-        assert "name" in raw, f"{where}: needs a name"
-        assert raw.get("type", "UNKNOWN") in {"GAUGE", "COUNTER", "UNTYPED", "UNKNOWN"}, where
-        try:
-            # as JmxCollector compiles it: the pattern may match anywhere
-            pattern = re.compile("^.*(?:" + raw["pattern"] + ").*$")
-        except re.error as e:
-            raise AssertionError(f"{where}: pattern is not a valid regex: {e}") from e
-        value = None if raw.get("value") is None else str(raw["value"])
-        rules.append(Rule(pattern, raw["name"], value, tuple(sorted(raw.get("labels", {}).items())),
-                          raw.get("type", "UNKNOWN"), bool(raw.get("attrNameSnakeCase"))))
-    return rules
+class ExporterError(Exception):
+    """The exporter refused the rules or failed to scrape: its stderr."""
 
 
-def _properties(object_name: str) -> tuple[str, list[tuple[str, str]]]:
-    """domain and key properties in registration order (JmxMBeanPropertyCache's pattern)."""
-    domain, _, rest = object_name.partition(":")
-    prop = re.compile(r'([^,=:*?]+)=("(?:[^\\"]*(?:\\.)?)*"|[^,=:"]*)')
-    props = []
-    while rest:
-        m = prop.match(rest)
-        assert m, f"malformed object name {object_name!r}"
-        props.append((m.group(1), m.group(2)))
-        rest = rest[m.end():].removeprefix(",")
-    return domain, props
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?')
 
 
-def _snake(name: str) -> str:
-    out, prev = name[0].lower(), name[0].isupper() or name[0] == "_"
-    for c in name[1:]:
-        if not prev and c.isupper():
-            out += "_"
-        out += c.lower()
-        prev = c.isupper() or c == "_"
-    return out
-
-
-def _safe(name: str) -> str:
-    """JmxCollector.toSafeName: other characters become `_`, runs of `_` collapse."""
-    return ("_" if name[:1].isdigit() else "") + re.sub(r"[^a-zA-Z0-9:_]+", "_",
-                                                         re.sub(r"_+", "_", name))
-
-
-def _exposed(name: str, kind: str) -> str:
-    """client_java's PrometheusNaming.sanitizeMetricName strips _total/_created/_bucket/_info;
-    a counter is written with _total again."""
-    while (stripped := re.sub(r"(_total|_created|_bucket|_info)$", "", name)) != name:
-        name = stripped
-    return name + "_total" if kind == "COUNTER" else name
-
-
-def _java_replacement(template: str) -> str:
-    return re.sub(r"\$(\d+)", r"\\g<\1>", template.replace("\\", "\\\\"))
-
-
-def _match_names(attr: Attr, snake: bool) -> Iterator[tuple[str, object]]:
-    domain, props = _properties(attr.object_name)
-    name = _snake(attr.attribute) if snake else attr.attribute
-    if isinstance(attr.value, dict):
-        # an MXBean Map is TabularData: one row per key, `key` joins the properties
-        for key, value in attr.value.items():
-            keyed = ", ".join(f"{k}={v}" for k, v in [*props, ("key", str(key))])
-            yield f"{domain}<{keyed}><{attr.attribute}>value: {value}", value
-        return
-    shown = str(attr.value).lower() if isinstance(attr.value, bool) else attr.value
-    yield f"{domain}<{', '.join(f'{k}={v}' for k, v in props)}><>{name}: {shown}", attr.value
-
-
-Series = dict[tuple[str, Labels], float]
-
-
-def scrape(rules: list[Rule], attrs: Iterator[Attr] | list[Attr]) -> tuple[Series, dict[str, str]]:
-    """(name, labels) -> value for every attribute a rule exports, and each name's type."""
+def parse_exposition(text: str) -> Series:
     series: Series = {}
-    types: dict[str, str] = {}
-    for attr in attrs:
-        for rule in rules:
-            matched = next(((m, v) for text, v in _match_names(attr, rule.snake)
-                            if (m := rule.pattern.match(text))), None)
-            if matched is None:
-                continue
-            m, raw = matched
-            # the first matching rule decides, even when the value is no number
-            value: object = float(m.expand(_java_replacement(rule.value))) if rule.value else raw
-            if isinstance(value, bool):
-                value = float(value)
-            if isinstance(value, int | float):
-                name = _exposed(_safe(m.expand(_java_replacement(rule.name))).lower(), rule.type)
-                labels = frozenset((_safe(m.expand(_java_replacement(k))).lower(),
-                                    m.expand(_java_replacement(v))) for k, v in rule.labels)
-                assert (name, labels) not in series, f"two values for {name}{dict(labels)}"
-                assert types.setdefault(name, rule.type) == rule.type, f"{name}: two types"
-                series[(name, labels)] = float(value)
-            break
-    return series, types
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        name, labels, value = m.groups()
+        if name.startswith(OWN):
+            continue
+        key = (name, frozenset(_LABEL.findall(labels or "")))
+        assert key not in series, f"two samples for {line!r}"
+        series[key] = float(value)
+    return series
+
+
+@functools.cache
+def start_exporter() -> Exporter:
+    """java, and the exporter's classpath as mvn resolves pom.xml (once per test run)."""
+    java, mvn = shutil.which("java"), shutil.which("mvn")
+    if not java or not mvn:
+        pytest.fail("java (17 or later) and mvn are needed to run the JMX exporter rules "
+                    "in the exporter itself (tests/jmx-exporter/)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "classpath.txt"
+        done = subprocess.run([mvn, "-q", "-B", "-f", str(SCRAPER / "pom.xml"),
+                               "dependency:build-classpath", f"-Dmdep.outputFile={out}"],
+                              capture_output=True, text=True, check=False, timeout=600)
+        assert done.returncode == 0, f"mvn could not resolve pom.xml:\n{done.stdout}{done.stderr}"
+        return Exporter(java, out.read_text().strip())
+
+
+@pytest.fixture
+def exporter() -> Exporter:
+    return start_exporter()
 
 
 def exporter_config() -> dict[str, Any]:
@@ -306,8 +285,17 @@ def exporter_config() -> dict[str, Any]:
     return config
 
 
-def exported(state: State = State(), env: str = "prod") -> Series:
-    return scrape(load_rules(exporter_config()), list(mbeans(connectors(env), state)))[0]
+_SCRAPED: dict[str, Series] = {}
+
+
+def exported(exporter: Exporter, tmp: Path, state: State = State(), env: str = "prod",
+             config: dict[str, Any] | None = None) -> Series:
+    """What the exporter gives for `env`'s connectors in `state` (one JVM per new question)."""
+    config = exporter_config() if config is None else config
+    key = json.dumps([config, repr(state), env], sort_keys=True)
+    if key not in _SCRAPED:
+        _SCRAPED[key] = exporter.scrape(config, mbeans(connectors(env), state), tmp)
+    return _SCRAPED[key]
 
 
 def find(series: Series, name: str, **labels: str) -> list[float]:
@@ -324,12 +312,15 @@ def test_kafka_connect_exports_metrics_with_these_rules() -> None:
     assert "metrics-config.yaml" in kustomization["resources"]
     config = exporter_config()
     assert config["lowercaseOutputName"] is True
-    assert load_rules(config)
+    for i, rule in enumerate(config["rules"]):
+        # the exporter ignores keys it does not know: a misspelt one would do nothing
+        assert set(rule) <= RULE_KEYS, f"rules[{i}]: {sorted(set(rule) - RULE_KEYS)}"
+        assert {"pattern", "name"} <= set(rule), f"rules[{i}] needs a pattern and a name"
 
 
-def test_every_connector_and_task_state_is_exported() -> None:
+def test_every_connector_and_task_state_is_exported(exporter: Exporter, tmp_path: Path) -> None:
     conns = connectors("prod")
-    series = exported()
+    series = exported(exporter, tmp_path)
     for c in conns:
         assert find(series, "kafka_connect_connector_status",
                     connector=c.name, status="running") == [1.0], c.name
@@ -339,8 +330,8 @@ def test_every_connector_and_task_state_is_exported() -> None:
         assert find(series, "kafka_connect_worker_connector_failed_task_count",
                     connector=c.name) == [0.0]
     failed = conns[0]
-    series = exported(State(failed_connectors=frozenset({failed.name}),
-                            failed_tasks=frozenset({(failed.name, 0)})))
+    series = exported(exporter, tmp_path, State(failed_connectors=frozenset({failed.name}),
+                                                failed_tasks=frozenset({(failed.name, 0)})))
     assert find(series, "kafka_connect_connector_status", connector=failed.name,
                 status="failed") == [1.0]
     assert find(series, "kafka_connect_connector_task_status", connector=failed.name,
@@ -349,12 +340,13 @@ def test_every_connector_and_task_state_is_exported() -> None:
                     status="running")
 
 
-def test_every_source_reports_lag_and_connection() -> None:
+def test_every_source_reports_lag_and_connection(exporter: Exporter, tmp_path: Path) -> None:
     sources = [c for c in connectors("prod") if c.server]
     assert sources
     late = sources[0].server
     assert late is not None
-    series = exported(State(lag_ms=((late, 600_000),), disconnected=frozenset({late})))
+    series = exported(exporter, tmp_path,
+                      State(lag_ms=((late, 600_000),), disconnected=frozenset({late})))
     for c in sources:
         assert c.server is not None
         lag = find(series, "debezium_postgres_streaming_milli_seconds_behind_source",
@@ -364,28 +356,35 @@ def test_every_source_reports_lag_and_connection() -> None:
         assert connected == [0.0 if c.server == late else 1.0], c.server
         assert find(series, "debezium_postgres_snapshot_snapshot_running",
                     server=c.server) == [0.0]
+        # Map attributes: one series per table
+        for table, rows in ROWS_SCANNED.items():
+            assert find(series, "debezium_postgres_snapshot_rows_scanned", server=c.server,
+                        table=table) == [float(rows)]
 
 
-def test_rules_export_counters_with_total_and_skip_strings() -> None:
-    series = exported()
+def test_rules_export_counters_with_total_and_skip_strings(exporter: Exporter,
+                                                           tmp_path: Path) -> None:
+    series = exported(exporter, tmp_path)
     names = {n for n, _ in series}
     assert "kafka_connect_worker_task_startup_failure_total" in names
     assert "kafka_connect_source_task_source_record_poll_total" in names
-    for n in names:
-        assert re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", n), n
-    # strings (task-class, LastTransactionId) and maps (RowsScanned) are not numbers
-    assert not [n for n in names if "class" in n or "transaction_id" in n or "rows_scanned" in n]
+    # strings (task-class, LastTransactionId, SourceEventPosition) are not numbers
+    assert not [n for n in names if "class" in n or "transaction_id" in n or "position" in n]
+    # only what the rules name: the exporter's default format would start with the domain
+    assert all(n.startswith(("kafka_connect_", "debezium_postgres_")) for n in names)
 
 
-def test_a_rule_that_matches_nothing_fails_the_check() -> None:
+def test_a_rule_that_matches_nothing_exports_nothing(exporter: Exporter, tmp_path: Path) -> None:
     config = exporter_config()
     for rule in config["rules"]:
         rule["pattern"] = rule["pattern"].replace("connector-task-metrics", "connector-tasks")
-    series, _ = scrape(load_rules(config), list(mbeans(connectors("prod"))))
-    assert not [n for n, _ in series if n == "kafka_connect_connector_task_status"]
-    broken = exporter_config()
-    broken["rules"][0]["pattern"] = "kafka.connect<type=(connector-metrics"
-    with pytest.raises(AssertionError, match=r"rules\[0\]: pattern is not a valid regex"):
-        load_rules(broken)
+    series = exported(exporter, tmp_path, config=config)
+    assert series
+    assert not find(series, "kafka_connect_connector_task_status")
 
 
+def test_the_exporter_refuses_a_broken_pattern(exporter: Exporter, tmp_path: Path) -> None:
+    config = exporter_config()
+    config["rules"][0]["pattern"] = "kafka.connect<type=(connector-metrics"
+    with pytest.raises(ExporterError, match="PatternSyntaxException"):
+        exported(exporter, tmp_path, config=config)
