@@ -41,6 +41,7 @@ Labels = frozenset[tuple[str, str]]
 # ":type=connector-metrics,context=<snapshot|streaming>,server=<topic.prefix>"; attributes are
 # the getters of StreamingChangeEventSourceMetricsMXBean / SnapshotChangeEventSourceMetricsMXBean.
 
+# AbstractStatus.State, lower-cased: the values of both `status` attributes
 STATUS = ("unassigned", "running", "paused", "failed", "destroyed", "restarting", "stopped")
 TASK_NUMBERS = ("running-ratio", "pause-ratio", "offset-commit-max-time-ms",
                 "offset-commit-avg-time-ms", "batch-size-max", "batch-size-avg",
@@ -143,6 +144,7 @@ class State:
     """What to report: everything running, connected, 1 s behind, unless listed."""
 
     failed_connectors: frozenset[str] = frozenset()
+    connector_status: tuple[tuple[str, str], ...] = ()
     failed_tasks: frozenset[tuple[str, int]] = frozenset()
     lag_ms: tuple[tuple[str, int], ...] = ()
     disconnected: frozenset[str] = frozenset()
@@ -151,11 +153,11 @@ class State:
 
 def mbeans(conns: list[Connector], state: State = State()) -> Iterator[Attr]:
     yield from (Attr(kafka_mbean("connect-worker-metrics"), a, 3) for a in WORKER)
-    lag = dict(state.lag_ms)
+    lag, status = dict(state.lag_ms), dict(state.connector_status)
     for c in conns:
         failed = c.name in state.failed_connectors
         on = kafka_mbean("connector-metrics", connector=c.name)
-        yield Attr(on, "status", "failed" if failed else "running")
+        yield Attr(on, "status", status.get(c.name, "failed" if failed else "running"))
         yield Attr(on, "connector-type", "source" if c.source else "sink")
         yield Attr(on, "connector-class", "io.debezium.connector.Connector")
         yield Attr(on, "connector-version", "3.6.0.Final")
@@ -338,6 +340,18 @@ def test_every_connector_and_task_state_is_exported(exporter: Exporter, tmp_path
                 task="0", status="failed") == [1.0]
     assert not find(series, "kafka_connect_connector_status", connector=failed.name,
                     status="running")
+
+
+def test_every_state_kafka_connect_reports_is_exported(exporter: Exporter,
+                                                       tmp_path: Path) -> None:
+    conns = connectors("prod")
+    assert len(conns) >= len(STATUS), "fewer connectors than states"
+    given = tuple((c.name, STATUS[i % len(STATUS)]) for i, c in enumerate(conns))
+    series = exported(exporter, tmp_path, State(connector_status=given))
+    for name, status in given:
+        assert find(series, "kafka_connect_connector_status", connector=name) == [1.0], name
+        assert find(series, "kafka_connect_connector_status", connector=name,
+                    status=status) == [1.0], (name, status)
 
 
 def test_every_source_reports_lag_and_connection(exporter: Exporter, tmp_path: Path) -> None:
