@@ -130,15 +130,36 @@ def render_application(template: Any, params: Doc) -> Any:
     return template
 
 
-def test_argocd_kustomization_lists_the_application_sets() -> None:
+def application_sets() -> dict[str, Doc]:
+    """file name -> ApplicationSet, for every file deploy/argocd/kustomization.yaml lists."""
     kustomization = docs(DEPLOY / "argocd" / "kustomization.yaml")[0]
     assert kustomization["resources"]
-    for resource in kustomization["resources"]:
-        assert one(DEPLOY / "argocd" / resource, "ApplicationSet")
+    return {name: one(DEPLOY / "argocd" / name, "ApplicationSet")
+            for name in kustomization["resources"]}
+
+
+def per_environment_applications() -> list[tuple[str, Doc]]:
+    """(environment, Application) for every ApplicationSet with one list generator."""
+    out = []
+    for appset in application_sets().values():
+        [generator] = appset["spec"]["generators"]
+        if "list" not in generator:
+            continue
+        elements = list_elements(generator)
+        assert_mirrors_environments(elements)
+        out += [(e["environment"], render_application(appset["spec"]["template"], e))
+                for e in elements]
+    return out
+
+
+def test_argocd_kustomization_lists_the_application_sets() -> None:
+    listed = set(application_sets())
+    assert listed == {p.name for p in (DEPLOY / "argocd").glob("*.yaml")
+                      if p.name != "kustomization.yaml"}
 
 
 def test_argocd_pipelines_cover_every_generated_folder() -> None:
-    appset = one(DEPLOY / "argocd" / "pipelines.yaml", "ApplicationSet")
+    appset = application_sets()["pipelines.yaml"]
     assert appset["spec"]["goTemplate"] is True
     [matrix] = appset["spec"]["generators"]
     assert_mirrors_environments(list_elements(matrix["matrix"]["generators"][0]))
@@ -170,26 +191,32 @@ def test_argocd_pipelines_match_manifest_namespaces() -> None:
     assert checked, "no KafkaConnector under the folders the ApplicationSet deploys"
 
 
-def test_argocd_connect_per_environment() -> None:
-    appset = one(DEPLOY / "argocd" / "connect.yaml", "ApplicationSet")
-    [generator] = appset["spec"]["generators"]
-    elements = list_elements(generator)
-    assert_mirrors_environments(elements)
-    for element in elements:
-        app = render_application(appset["spec"]["template"], element)
+def test_argocd_connect_and_monitoring_per_environment() -> None:
+    apps = per_environment_applications()
+    paths = {app["spec"]["source"]["path"].rsplit("/", 1)[0] for _env, app in apps}
+    assert paths == {"deploy/connect", "deploy/monitoring"}
+    for env, app in apps:
         assert DNS_LABEL.match(app["metadata"]["name"])
+        assert app["spec"]["source"]["path"].endswith(f"/{env}")
         assert_kustomize_dir(app["spec"]["source"]["path"])
         overlay = docs(REPO / app["spec"]["source"]["path"] / "kustomization.yaml")[0]
         assert overlay["namespace"] == app["spec"]["destination"]["namespace"]
 
 
+def test_argocd_application_names_are_unique() -> None:
+    """A service named like connect or monitoring would take over their Applications."""
+    names = [app["metadata"]["name"] for _env, app in per_environment_applications()]
+    names += [app["metadata"]["name"]
+              for app, _folder in expand_pipelines(application_sets()["pipelines.yaml"])]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
 def test_application_sets_agree_on_the_repository() -> None:
     sources = set()
-    for name in ("connect.yaml", "pipelines.yaml"):
-        appset = one(DEPLOY / "argocd" / name, "ApplicationSet")
+    for appset in application_sets().values():
         source = appset["spec"]["template"]["spec"]["source"]
         sources.add((source["repoURL"], source["targetRevision"]))
-    git = one(DEPLOY / "argocd" / "pipelines.yaml", "ApplicationSet")
+    git = application_sets()["pipelines.yaml"]
     git_gen = git["spec"]["generators"][0]["matrix"]["generators"][1]["git"]
     sources.add((git_gen["repoURL"], git_gen["revision"]))
     assert len(sources) == 1, sources
@@ -230,16 +257,42 @@ def test_flux_environment(env: str) -> None:
             assert {"name": connect_name} in k["spec"]["dependsOn"]
 
 
+def flux_paths(env: str) -> set[str]:
+    return {d["spec"]["path"].removeprefix("./") for d in docs(DEPLOY / "flux" / f"{env}.yaml")
+            if d["kind"] == "Kustomization"}
+
+
+@pytest.mark.parametrize("env", sorted(environments()))
+def test_flux_and_argocd_deploy_the_same_folders(env: str) -> None:
+    argocd = {app["spec"]["source"]["path"] for e, app in per_environment_applications()
+              if e == env}
+    argocd |= {folder for _app, folder in expand_pipelines(application_sets()["pipelines.yaml"])
+               if folder.endswith(f"/{env}")}
+    assert flux_paths(env) == argocd
+
+
 def test_flux_source_fetches_what_is_deployed(tmp_path: Path) -> None:
-    """The GitRepository's `ignore` (gitignore syntax) keeps every deployed path."""
+    """The GitRepository's `ignore` (gitignore syntax) keeps every file a Kustomization builds."""
     source = one(DEPLOY / "flux" / "prod.yaml", "GitRepository")
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / ".gitignore").write_text(source["spec"]["ignore"])
-    deployed = [f"{d}/kustomization.yaml" for d in pipeline_dirs()] + [
-        "deploy/connect/base/kafka-connect.yaml", "deploy/connect/prod/kustomization.yaml"]
-    skipped = ["README.md", "src/cdc_generator/cli/__init__.py", "deploy/flux/prod.yaml"]
+    # each deployed folder with its kustomization's resources (../base and its files)
+    deployed: set[str] = set()
+    for env in environments():
+        for path in flux_paths(env):
+            folders = [REPO / path]
+            while folders:
+                folder = folders.pop()
+                deployed |= {p.relative_to(REPO).as_posix() for p in folder.glob("*.yaml")}
+                for resource in docs(folder / "kustomization.yaml")[0].get("resources", []):
+                    if (folder / resource).is_dir():
+                        folders.append((folder / resource).resolve())
+    assert "deploy/monitoring/base/prometheus-rule.yaml" in deployed
+    skipped = ["README.md", "src/cdc_generator/cli/__init__.py", "deploy/flux/prod.yaml",
+               "deploy/argocd/connect.yaml"]
     done = subprocess.run(["git", "-C", str(tmp_path), "check-ignore", "--no-index",
-                           *deployed, *skipped], capture_output=True, text=True, check=False)
+                           *sorted(deployed), *skipped], capture_output=True, text=True,
+                          check=False)
     assert sorted(done.stdout.split()) == sorted(skipped)
 
 
