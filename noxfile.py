@@ -3,6 +3,8 @@
     nox -s generate      regenerate generated/ from the config
     nox -s check         fail when generated/ differs from the config (CI's freshness gate)
     nox -s tests -- -k report   pytest; arguments after `--` go to pytest
+    nox -s e2e           the generated pipelines on the real engine (Kafka, Connect, Debezium)
+    nox -s faults        the same, with workers, brokers and databases failing under load
     nox -s lint          ruff, mypy --strict, yamllint, `cdc-generator validate`,
                          compiled schema validators fresh
 
@@ -60,7 +62,7 @@ def tests(session: nox.Session) -> None:
     """pytest without the end-to-end tests; `nox -s tests -- -x -k diff` passes the
     rest to pytest."""
     install(session)
-    session.run("pytest", "-m", "not e2e", *session.posargs)
+    session.run("pytest", "-m", "not e2e and not faults", *session.posargs)
 
 
 @nox.session
@@ -83,6 +85,26 @@ def e2e(session: nox.Session) -> None:
     # Kafka, Connect and the Debezium plugins from Maven Central (mvn, checksums checked)
     session.run("python", "scripts/e2e_deps.py")
     session.run("pytest", "-m", "e2e", "tests/e2e", *session.posargs)
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """Faults injected into running generated pipelines of both patterns (worker
+    SIGKILL, source PostgreSQL restarts, a broker restart, the sink database down 30 s,
+    a rolling restart of two workers, pause/stop/resume): the targets must equal the
+    sources after each. Prints and writes the table (recovery seconds, rows, duplicates)."""
+    install(session)
+    session.run("python", "scripts/e2e_deps.py")
+    session.run("pytest", "-m", "faults", "tests/e2e", *session.posargs)
+
+
+@nox.session(name="plan-summary")
+def plan_summary(session: nox.Session) -> None:
+    """What merging changes, compared with the git revision given after `--` (default
+    origin/main): printed, and under GitHub Actions written to the job summary."""
+    session.install("-e", ".")
+    since = session.posargs[0] if session.posargs else "origin/main"
+    session.run("cdc-generator", "plan", "--since", since, "--format", "github")
 
 
 @nox.session(name="bench-inspect")

@@ -148,6 +148,8 @@ def run_pipeline(stack: Stack, pg: localpg.LocalPostgres, sink: localpg.LocalPos
     with pl.databases(pg, {db: SOURCE_DDL.format(rows=rows)}), \
             pl.databases(sink, {service: TARGET_DDL}):
         pl.execute(pg, db, "ANALYZE public.events")
+        # the publication and control tables the connector needs (it creates none)
+        pl.apply_generated_sql(pg, sink, root, environment=ENV, service=service)
         started = time.monotonic()
         pl.start_connectors(stack, connectors, timeout=300)
         try:

@@ -131,3 +131,16 @@ def test_every_option_says_what_it_does(command: str) -> None:
     options = [a for a in sub.choices[command]._actions if a.option_strings]
     assert options
     assert [a.option_strings for a in options if not a.help] == []
+
+
+@pytest.mark.parametrize("command", [["validate"], ["plan", "--environment", "prod"],
+                                     ["apply", "--environment", "prod"]])
+@pytest.mark.parametrize("url", ["URL", "connect:8083", "ftp://connect", "http://:8083",
+                                 "http://connect:port", "http://u:hunter2@connect:x"])
+def test_a_connect_url_that_is_not_one_is_a_usage_error(repo: Path, command: list[str],
+                                                        url: str) -> None:
+    done = run_cli(*command, "--connect-url", url, "--root", str(repo))
+    assert done.returncode == 2, done.stderr
+    assert "is not a Kafka Connect REST URL: give http://HOST:PORT" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "hunter2" not in done.stderr

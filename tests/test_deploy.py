@@ -331,9 +331,13 @@ def test_kafka_connect_has_the_plugins_the_connectors_use() -> None:
 
 def test_kafka_connect_provides_every_env_reference() -> None:
     spec = kafka_connect()["spec"]
-    assert spec["config"]["config.providers"] == "env"
+    # env (this repository's choice) and dir (secrets: {provider: directory}) are
+    # Kafka's own; the Kubernetes one comes with deploy/connect/secrets/kubernetes
+    assert spec["config"]["config.providers"] == "env,dir"
     assert (spec["config"]["config.providers.env.class"]
             == "org.apache.kafka.common.config.provider.EnvVarConfigProvider")
+    assert (spec["config"]["config.providers.dir.class"]
+            == "org.apache.kafka.common.config.provider.DirectoryConfigProvider")
     env = spec["template"]["connectContainer"]["env"]
     provided = {e["name"] for e in env}
     for entry in env:  # secrets come from Secrets, never inline

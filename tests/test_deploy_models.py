@@ -28,7 +28,8 @@ SCRIPT = MODELS / "validate.mjs"
 MODELLED = {"argoproj.io/v1alpha1/ApplicationSet", "source.toolkit.fluxcd.io/v1/GitRepository",
             "kustomize.toolkit.fluxcd.io/v1/Kustomization", "monitoring.coreos.com/v1/PodMonitor",
             "monitoring.coreos.com/v1/PrometheusRule", "kafka.strimzi.io/v1/KafkaConnect",
-            "kafka.strimzi.io/v1/KafkaConnector", "v1/ConfigMap"}
+            "kafka.strimzi.io/v1/KafkaConnector", "v1/ConfigMap",
+            "rbac.authorization.k8s.io/v1/Role", "rbac.authorization.k8s.io/v1/RoleBinding"}
 
 
 def _installed() -> bool:
@@ -75,7 +76,8 @@ def test_every_manifest_is_valid_for_its_model(node: str) -> None:
     assert validated == MODELLED
     # only kustomize's own build files have no model; every other document was validated
     skipped = [line for line in lines if line.startswith("skip ")]
-    assert all(" kustomize.config.k8s.io/v1beta1/Kustomization " in line for line in skipped)
+    assert all(" kustomize.config.k8s.io/v1beta1/Kustomization " in line
+               or " kustomize.config.k8s.io/v1alpha1/Component " in line for line in skipped)
     documents = sum(1 for p in manifests() for d in p.read_text().split("\n---\n") if d.strip())
     assert len(lines) == documents
 
@@ -159,3 +161,45 @@ def test_an_unknown_api_version_fails(node: str, tmp_path: Path) -> None:
     done = validate(node, manifest)
     assert done.returncode == 1
     assert "no model for argoproj.io/v1 ApplicationSet" in done.stdout
+
+
+def _apply_patch(doc: dict[str, object], ops: list[dict[str, object]]) -> None:
+    """The add and replace operations of a JSON patch (RFC 6902), on `doc` in place."""
+    for op in ops:
+        assert op["op"] in ("add", "replace"), op
+        keys = [k.replace("~1", "/").replace("~0", "~") for k in str(op["path"]).split("/")[1:]]
+        parent: dict[str, object] = doc
+        for key in keys[:-1]:
+            child = parent.setdefault(key, {})
+            assert isinstance(child, dict), (op, key)
+            parent = child
+        if op["op"] == "replace":
+            assert keys[-1] in parent, f"replace of a missing {op['path']}"
+        parent[keys[-1]] = op["value"]
+
+
+@pytest.mark.parametrize("component", ["kubernetes", "directory"])
+def test_the_secrets_components_patch_a_valid_kafka_connect(node: str, component: str,
+                                                            tmp_path: Path) -> None:
+    """What kustomize builds from the base with the component: checked by the model."""
+    import yaml
+
+    base = yaml.safe_load((REPO / "deploy/connect/base/kafka-connect.yaml").read_text())
+    kustomization = yaml.safe_load(
+        (REPO / "deploy/connect/secrets" / component / "kustomization.yaml").read_text())
+    for patch in kustomization["patches"]:
+        assert patch["target"] == {"kind": "KafkaConnect", "name": base["metadata"]["name"]}
+        _apply_patch(base, yaml.safe_load(patch["patch"]))
+    built = tmp_path / "kafka-connect.yaml"
+    built.write_text(yaml.safe_dump(base))
+    done = validate(node, built)
+    assert done.returncode == 0, done.stdout + done.stderr
+    config = base["spec"]["config"]
+    providers = config["config.providers"].split(",")
+    assert all(f"config.providers.{p}.class" in config for p in providers)
+    if component == "kubernetes":
+        assert config["config.providers.secrets.class"] == \
+            "io.strimzi.kafka.KubernetesSecretConfigProvider"
+    else:
+        mounts = base["spec"]["template"]["connectContainer"]["volumeMounts"]
+        assert mounts[0]["mountPath"] == "/mnt/cdc-credentials"

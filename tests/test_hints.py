@@ -38,7 +38,10 @@ SITES = {
     "connect.py": (1, "test_validate_connect_url_with_a_broken_manifest"),
     "config/checks.py": (1, "test_service_without_a_file"),
     "manage.py": (2, "test_refused_add_table, test_remove_table_refusals"),
-    "db/preflight.py": (1, "test_preflight_fix_for_a_missing_table"),
+    "db/preflight.py": (2, "test_preflight_fix_for_a_missing_table, "
+                           "test_preflight_names_an_orphaned_slot"),
+    "db/publication_check.py": (1, "test_preflight_fix_for_a_missing_table"),
+    "review.py": (3, "test_added_table_and_removed_tenant"),
     "output.py": (1, "the command of test_stale_missing_and_orphaned_output"),
 }
 
@@ -51,7 +54,7 @@ def _shown_commands(tree: ast.AST) -> Iterator[str]:
     for node in ast.walk(tree):
         if (isinstance(node, ast.Constant) and isinstance(node.value, str)
                 and id(node) not in docstrings
-                and re.search(r"cdc-generator (generate|manage-service|validate|diff)",
+                and re.search(r"cdc-generator (generate|manage-service|validate|diff|plan|apply)",
                               node.value)
                 and not node.value.lstrip().startswith(("#", "-- Generated", "-- `"))):
             yield node.value
@@ -228,3 +231,31 @@ def test_preflight_fix_for_a_missing_table(shop: tuple[Path, dict[str, str]],
     assert "table public.refunds does not exist" in done.stdout
     run_shown(root, done.stdout, env)
     assert "refunds" not in service.read_text()
+
+
+def test_preflight_names_an_orphaned_slot(shop: tuple[Path, dict[str, str]],
+                                          pg_server: localpg.LocalPostgres,
+                                          pg_db: str) -> None:
+    root, env = shop
+    assert run_cli("apply", "--environment", "dev", cwd=root, env=env).returncode == 0
+    with pg_server.connect(pg_db) as conn:
+        conn.execute("SELECT pg_create_logical_replication_slot('cdc_gone_dev', 'pgoutput')")
+    done = run_cli("preflight", "--service", "orders", "--environment", "dev", cwd=root,
+                   env=env)
+    assert "WARN orphaned_slot" in done.stdout
+    assert "'cdc_gone_dev'" in done.stdout
+    [command] = [c for c in commands_in(done.stdout) if c.startswith("cdc-generator apply")]
+    assert command == "cdc-generator apply --environment dev --prune"
+    run_shown(root, f"-- {command}", env)
+    with pg_server.connect(pg_db) as conn:
+        left = conn.execute("SELECT count(*) FROM pg_replication_slots "
+                            "WHERE slot_name = 'cdc_gone_dev'").fetchone()
+    assert left == (0,)
+
+
+def test_the_source_sql_shows_how_to_plan(shop: tuple[Path, dict[str, str]]) -> None:
+    root, env = shop
+    assert run_cli("generate", cwd=root, env=env).returncode == 0
+    text = (root / "generated/sql/orders/dev/source.sql").read_text()
+    shown = run_shown(root, text, env)
+    assert "cdc-generator plan --environment dev --service orders" in shown

@@ -101,6 +101,10 @@ BROKEN = [
     "{{ (1).__x__ }}",
     "{{ int('x') }}",
 ]
+DUPLICATED_KEY = ("apiVersion: kafka.strimzi.io/v1\nkind: KafkaConnector\n"
+                  "metadata: {name: {{ source.name | q }}}\nspec:\n"
+                  "  class: io.debezium.connector.postgresql.PostgresConnector\n"
+                  "  config:\n    slot.name: a\n    plugin.name: pgoutput\n    slot.name: b\n")
 OUTPUTS = [
     "",
     "just text",
@@ -120,6 +124,7 @@ OUTPUTS = [
     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
     "x: " + "[" * 2000 + "]" * 2000 + "\n",
     "{{ '\\x00' }}",
+    DUPLICATED_KEY,
 ]
 CORPUS = {"escape": ESCAPES, "read": READS, "unbounded": UNBOUNDED, "broken": BROKEN,
           "output": OUTPUTS}
@@ -249,3 +254,35 @@ def test_the_built_in_templates_are_trusted(tmp_path: Path) -> None:
     renderer = Renderer(root)
     renderer.load_templates()
     assert renderer.loader.trusted["source-pipeline.yaml"] is False
+
+
+def test_a_key_given_twice_is_a_located_problem(tmp_path: Path) -> None:
+    root = scratch(tmp_path / "repo")
+    (root / SOURCE).write_text(DUPLICATED_KEY)
+    outcome = run(root, "generate")
+    outcome.assert_handled()
+    assert "has key 'slot.name' twice (in spec.config)" in outcome.err, outcome.err
+    assert outcome.err.startswith(f"{SOURCE}:7:"), outcome.err  # the first slot.name
+    assert not (root / "generated").exists()
+
+
+def test_the_generated_manifests_give_each_key_once() -> None:
+    """The built-in templates are trusted (not checked at each render): their output
+    is checked here."""
+    from cdc_generator.render import (
+        CONNECTOR_CLASS,
+        SINK_TEMPLATE,
+        SOURCE_TEMPLATE,
+        manifest_problem,
+    )
+
+    files = sorted((REPO / "generated" / "pipelines").rglob("*.yaml"))
+    checked = 0
+    for path in files:
+        if path.name == "kustomization.yaml":
+            continue
+        template = SOURCE_TEMPLATE if path.name.startswith("source-") else SINK_TEMPLATE
+        assert manifest_problem(path.read_text(), CONNECTOR_CLASS[template],
+                                path.stem) is None, path
+        checked += 1
+    assert checked >= 16

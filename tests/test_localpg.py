@@ -174,6 +174,25 @@ def test_restart_with_changed_settings() -> None:
             assert conn.execute("SHOW wal_level").fetchone() == ("logical",)
 
 
+def test_immediate_restart_recovers_committed_rows_and_stays_down_as_asked() -> None:
+    # committed means durable again (the test servers' default is off, for speed)
+    with localpg.start(settings={"synchronous_commit": "on"}) as pg:
+        first_pid, port = pg.pid, pg.port
+        with pg.connect() as conn:
+            conn.execute("CREATE TABLE kept (x int)")
+            conn.execute("INSERT INTO kept SELECT generate_series(1, 1000)")
+        started = time.monotonic()
+        pg.restart(mode="immediate", down_for=1.0)
+        assert time.monotonic() - started >= 1.0
+        assert _wait_gone(first_pid)
+        assert pg.port == port
+        with pg.connect() as conn:
+            assert conn.execute("SELECT count(*) FROM kept").fetchone() == (1000,)
+        # an immediate shutdown writes no checkpoint: the next start ran crash recovery
+        assert "database system was interrupted" in pg.log_path.read_text() \
+            or "redo starts" in pg.log_path.read_text()
+
+
 def test_stop_leaves_no_process(own_server: localpg.LocalPostgres) -> None:
     pid, base_dir = own_server.pid, own_server.base_dir
     with own_server.connect() as conn:  # a backend is connected while we stop

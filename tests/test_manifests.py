@@ -27,7 +27,9 @@ STRIMZI = Draft202012Validator(
 SLOT = re.compile(r"^[a-z0-9_]{1,63}$")
 # the only ${...} allowed in output: Kafka config-provider refs and the sink's
 # per-record placeholders
-ALLOWED_REFS = re.compile(r"\$\{(env:[A-Za-z_][A-Za-z0-9_]*|source\.(schema|table))\}")
+# config-provider references (environments.<env>.secrets) and Debezium's own
+ALLOWED_REFS = re.compile(r"\$\{(env:[A-Za-z_][A-Za-z0-9_]*|dir:(/[A-Za-z0-9._-]+)+:[A-Za-z_]\w*"
+                          r"|secrets:[a-z0-9-]+/[a-z0-9.-]+:[A-Za-z_]\w*|source\.(schema|table))\}")
 
 TREES = {"this-repo": REPO} | {
     f"golden-{p.name}": p / "input" for p in sorted(GOLDEN.iterdir()) if (p / "input").is_dir()
@@ -127,7 +129,8 @@ def test_no_secret_or_unresolved_placeholder_in_output(generated: Path) -> None:
     for path, doc in connectors:  # every source and every sink has its password
         config = doc["spec"]["config"]
         key = "database.password" if "database.hostname" in config else "connection.password"
-        assert config[key].startswith("${env:"), f"{path}: {key}"
+        assert ALLOWED_REFS.fullmatch(config[key]), f"{path}: {key}"
+        assert not config[key].startswith("${source."), f"{path}: {key}"
 
 
 def test_every_file_starts_with_a_generated_header(generated: Path) -> None:

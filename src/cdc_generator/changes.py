@@ -28,6 +28,8 @@ DROP_CONTROL = "drop-control-tables"
 DROP_SLOT = "drop-slot"
 #: actions that delete something: `apply` performs them only with --prune
 DESTRUCTIVE = frozenset({DROP_PUBLICATION, DROP_CONTROL, DROP_SLOT})
+#: how a drop's note starts while a connector still uses what it would drop
+ACTIVE = "ACTIVE"
 
 
 @dataclass(frozen=True)
@@ -106,30 +108,36 @@ def source_actions(pipeline: Pipeline, state: SourceState,
 
 
 def orphan_actions(environment: str, configured: Iterable[Pipeline], slots: Sequence[Slot],
-                   publications: dict[str, list[str]]) -> list[Action]:
-    """Slots, publications and control tables that look like ours (cdc_...) but that no
-    configured pipeline, of any environment, uses. `publications`: database -> names."""
+                   publications: dict[str, list[str]], prefix: str = OUR_PREFIX
+                   ) -> list[Action]:
+    """Slots, publications and control tables that look like ours (`prefix`: cdc_, or one
+    service's cdc_<service>_) but that no configured pipeline, of any environment, uses.
+    `publications`: database -> names. A connector still reading (its slot is active)
+    uses them: the drops say so, and `apply` keeps them."""
     pipelines = list(configured)
     used = {p.source.slot_name for p in pipelines}
+    active = {s.name for s in slots if s.active}
     out: list[Action] = []
     for db, names in sorted(publications.items()):
         for name in sorted(names):
-            if name.startswith(OUR_PREFIX) and name not in used:
+            if name.startswith(prefix) and name not in used:
                 ctl = control.Control.of(name)
+                why = (f"{ACTIVE}: slot {name} is still read; delete its KafkaConnector first"
+                       if name in active else "no configured pipeline uses it")
                 out.append(Action(DROP_PUBLICATION, environment, db, "", name,
-                                  f"DROP PUBLICATION IF EXISTS {control.ident(name)};",
-                                  "no configured pipeline uses it"))
+                                  f"DROP PUBLICATION IF EXISTS {control.ident(name)};", why))
                 out.append(Action(DROP_CONTROL, environment, db, "",
                                   f"{ctl.signal_qualified}, {ctl.heartbeat_qualified}",
                                   ";\n".join(f"DROP TABLE IF EXISTS "
                                              f"{control.ident(control.SCHEMA)}."
                                              f"{control.ident(t)}" for t in ctl.tables) + ";",
-                                  "the control tables of that publication's connector"))
+                                  why if name in active
+                                  else "the control tables of that publication's connector"))
     for slot in slots:
-        if slot.name.startswith(OUR_PREFIX) and slot.name not in used:
+        if slot.name.startswith(prefix) and slot.name not in used:
             held = ("" if slot.retained_bytes is None
                     else f"; it holds {_size(slot.retained_bytes)} of WAL")
-            note = ("ACTIVE: its connector still runs; delete the KafkaConnector first"
+            note = (f"{ACTIVE}: its connector still runs; delete the KafkaConnector first"
                     if slot.active else "no configured pipeline uses it") + held
             out.append(Action(DROP_SLOT, environment, slot.database, "", slot.name,
                               f"SELECT pg_drop_replication_slot({control.literal(slot.name)});",

@@ -116,6 +116,24 @@ def http_json(method: str, url: str, body: Any, timeout: float = 120.0) -> tuple
         raise CdcError(f"cannot reach Kafka Connect at {safe_url(url)}: {reason}") from None
 
 
+def rest_url(text: str) -> str:
+    """A Kafka Connect REST URL as given on the command line: http(s)://host[:port][/path].
+
+    For argparse's ``type=``: anything else is a usage error, never a traceback."""
+    import argparse
+
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 -- raises on a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{safe_url(text) if parts else 'the URL'!s} is not a Kafka Connect REST URL: "
+            "give http://HOST:PORT (or https://...), e.g. http://connect:8083")
+    return text
+
+
 def safe_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""

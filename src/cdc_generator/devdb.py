@@ -14,13 +14,13 @@ from pathlib import Path
 
 from cdc_generator import localpg, publication, rowfilter
 from cdc_generator.config.model import (
-    PLACEHOLDER,
     Config,
     GroupType,
     ServerGroup,
     Setting,
     Table,
 )
+from cdc_generator.config.providers import PLACEHOLDER
 from cdc_generator.plan import build_plan
 from cdc_generator.publication import ident, literal
 from cdc_generator.rowfilter import CUSTOMER_PLACEHOLDER

@@ -14,7 +14,6 @@ from functools import cache
 
 from cdc_generator import control, layout, names, rowfilter, sinktables
 from cdc_generator.config.model import (
-    PLACEHOLDER,
     Config,
     Database,
     Environment,
@@ -25,6 +24,7 @@ from cdc_generator.config.model import (
     Table,
     TopicSettings,
 )
+from cdc_generator.config.providers import connect_refs
 from cdc_generator.errors import ConfigError, Problem
 
 ROUTER_KEY_FIELD = "__dbz__physicalTableIdentifier"
@@ -36,14 +36,6 @@ HEARTBEAT_TOPIC_PREFIX = "__debezium-heartbeat"
 _regex_literal = cache(names.java_regex_literal)
 _k8s = cache(names.k8s)
 _sql_ident = cache(names.sql_ident)
-
-
-def connect_ref(value: str) -> str:
-    """`${VAR}` in our config -> `${env:VAR}`, resolved by Kafka Connect's EnvVarConfigProvider."""
-    return PLACEHOLDER.sub(r"${env:\1}", value)
-
-
-_connect_ref = cache(connect_ref)  # the same few server and sink settings in every pipeline
 
 
 @dataclass(frozen=True)
@@ -130,6 +122,10 @@ class SinkSpec:
     collection_name_format: str
     drop_key_field: str | None
     tasks_max: int
+    batch_size: int = 4096
+    pool_size: int = 2
+    #: where records the sink cannot convert or transform go (None: it stops at them)
+    dead_letter_topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +143,8 @@ class Pipeline:
     source: SourceSpec
     sink: SinkSpec
     service_file: str
+    #: Strimzi KafkaConnector spec.state of both connectors: running, paused, stopped
+    state: str = "running"
 
     @property
     def directory(self) -> str:
@@ -232,13 +230,14 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
     ctl = control.Control.of(slot)
     base = _k8s(service.name, *([customer] if customer else []))
     escaped = _regex_literal(prefix)
+    ref = connect_refs(env.secrets, env.namespace)
     source = SourceSpec(
         name=f"source-{base}",
         database=db.name_in(env.name),
-        hostname=_connect_ref(names.url_host(group.server.host.value)),
-        port=_connect_ref(group.server.port.value),
-        user=_connect_ref(group.server.user.value),
-        password=_connect_ref(group.server.password.value),
+        hostname=ref(names.url_host(group.server.host.value)),
+        port=ref(group.server.port.value),
+        user=ref(group.server.user.value),
+        password=ref(group.server.password.value),
         slot_name=slot,
         publication_name=slot,
         # cdc-generator apply (or the generated source SQL) owns the publication: the
@@ -277,29 +276,39 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         source=source,
         sink=sink,
         service_file=service.file,
+        state=service.state_in(env.name),
     )
+
+
+#: dead-letter topics: cdc-dlq.<sink connector name>, apart from every CDC topic (cdc.)
+DEAD_LETTER_PREFIX = "cdc-dlq"
 
 
 def _sink(service: Service, env: Environment, customer: str | None, base: str,
           tables: _TableSet) -> SinkSpec:
+    ref = connect_refs(env.secrets, env.namespace)
     sink_db = env.sink.database.value if env.sink.database else _sql_ident(service.name)
     target_schema = _sql_ident(customer) if customer is not None else "${source.schema}"
     target_schemas = ((target_schema,) if customer is not None
                       else tuple(sorted({t.schema for t in tables.tables})))
     return SinkSpec(
         name=f"sink-{base}",
-        database=_connect_ref(sink_db),
+        database=ref(sink_db),
         target_schemas=target_schemas,
         connection_url=(
-            f"jdbc:postgresql://{_connect_ref(names.url_host(env.sink.host.value))}:"
-            f"{_connect_ref(env.sink.port.value)}/{_connect_ref(sink_db)}"
+            f"jdbc:postgresql://{ref(names.url_host(env.sink.host.value))}:"
+            f"{ref(env.sink.port.value)}/{ref(sink_db)}"
         ),
-        user=_connect_ref(env.sink.user.value),
-        password=_connect_ref(env.sink.password.value),
+        user=ref(env.sink.user.value),
+        password=ref(env.sink.password.value),
         topics=tables.topics,
         collection_name_format=f"{target_schema}.${{source.table}}",
         drop_key_field=ROUTER_KEY_FIELD if tables.key_uniqueness else None,
         tasks_max=env.sink_tasks_max,
+        batch_size=env.sink_batch_size,
+        pool_size=env.sink_connection_pool_size,
+        dead_letter_topic=(f"{DEAD_LETTER_PREFIX}.sink-{base}" if env.sink.dead_letter_queue
+                           else None),
     )
 
 

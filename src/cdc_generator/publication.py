@@ -88,8 +88,9 @@ def header(plan: Plan, pipeline: Pipeline) -> str:
         f"--   psql -v ON_ERROR_STOP=1 -d {source.database} -f {file_name(pipeline)}",
         "-- It is re-runnable: it creates what is missing and resets the publication's",
         "-- tables and filters. A table added to a running pipeline also needs a backfill:",
-        "-- `cdc-generator apply --connect-url ...` sends it once the connector runs with",
-        "-- the table (`cdc-generator plan` shows the statement).",
+        f"-- `cdc-generator plan --environment {pipeline.environment} --service "
+        f"{pipeline.service}` lists it, and apply",
+        "-- sends it (with --connect-url: once the connector runs with the table).",
         "",
     ])
 

@@ -243,6 +243,12 @@ def manifest_problem(text: str, connector_class: str, name: str) -> tuple[str, s
         return f"the template's output is not valid YAML: {exc.problem or exc.context}{where}", ""
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
         return f"the template's output is not valid YAML: {exc}", ""
+    twice = _duplicate_key(node)
+    if twice is not None:
+        path, key = twice
+        return (f"the template's output has key {key!r} twice"
+                + (f" (in {path})" if path else "")
+                + "; Kafka Connect would take one of them silently", f"{key}:")
     top = _mapping(node)
     if top is None:
         return (f"the template's output is not one {KIND} resource (one YAML mapping, each "
@@ -256,6 +262,29 @@ def manifest_problem(text: str, connector_class: str, name: str) -> tuple[str, s
         return f"the template's output must have metadata.name {name!r}", "name:"
     if spec is None or _scalar(spec.get("class")) != connector_class:
         return f"the template's output must have spec.class {connector_class}", "class:"
+    return None
+
+
+def _duplicate_key(node: yaml.Node | None, path: str = "") -> tuple[str, str] | None:
+    """The first key given twice in one mapping anywhere in `node`: (its mapping's path,
+    the key)."""
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _duplicate_key(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            text = _scalar(key)
+            if text is None:
+                continue
+            if text in seen:
+                return path, text
+            seen.add(text)
+            found = _duplicate_key(value, f"{path}.{text}" if path else text)
+            if found is not None:
+                return found
     return None
 
 

@@ -20,7 +20,8 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from cdc_generator import names
-from cdc_generator.config.model import PLACEHOLDER, Config, GroupType, Origin
+from cdc_generator.config.model import Config, GroupType, Origin
+from cdc_generator.config.providers import PLACEHOLDER
 from cdc_generator.errors import Problem
 
 if TYPE_CHECKING:  # plan.py calls this module

@@ -200,3 +200,24 @@ def group_lag(bootstrap: str, group: str, topics: Iterable[str], *,
         return lag
     finally:
         consumer.close()
+
+
+def read_all(bootstrap: str, topics: Iterable[str], *, timeout: float = 30.0) -> list[Record]:
+    """Every record on ``topics`` up to their end offsets as of now."""
+    wanted = sorted(set(topics))
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "cdc-e2e-ends",
+                      "enable.auto.commit": False, **_BASE_CONFIG})
+    try:
+        metadata = probe.list_topics(timeout=timeout)
+        ends = {(t, p): probe.get_watermark_offsets(TopicPartition(t, p), timeout=timeout)[1]
+                for t in wanted if t in metadata.topics for p in metadata.topics[t].partitions}
+    finally:
+        probe.close()
+
+    def done(records: list[Record]) -> bool:
+        last: dict[tuple[str, int], int] = {}
+        for r in records:
+            last[r.topic, r.partition] = max(last.get((r.topic, r.partition), -1), r.offset)
+        return all(end == 0 or last.get(key, -1) >= end - 1 for key, end in ends.items())
+
+    return consume(bootstrap, [t for t, _p in ends], until=done, timeout=timeout)

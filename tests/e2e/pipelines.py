@@ -276,13 +276,16 @@ SINK_SQL = "sink-schemas.sql"
 
 
 def apply_generated_sql(pg: localpg.LocalPostgres, sink: localpg.LocalPostgres, root: Path, *,
-                        environment: str, sink_schemas: bool = True) -> list[str]:
-    """Run every generated/sql/<service>/<environment>/*.sql as its header says: the
-    source SQL in the source databases on ``pg``, the sink schemas (unless not
-    ``sink_schemas``) in their sink database on ``sink``; the files run."""
+                        environment: str, sink_schemas: bool = True,
+                        sources: bool = True, service: str = "*") -> list[str]:
+    """Run every generated/sql/<service>/<environment>/*.sql (of ``service``, default
+    all) as its header says: the source SQL in the source databases on ``pg``, the
+    sink schemas (unless not ``sink_schemas``) in their sink database on ``sink``;
+    the files run."""
     ran = []
-    for path in sorted((root / GENERATED_DIR / "sql").glob(f"*/{environment}/*.sql")):
-        if path.name == SINK_SQL and not sink_schemas:
+    for path in sorted((root / GENERATED_DIR / "sql").glob(f"{service}/{environment}/*.sql")):
+        if (path.name == SINK_SQL and not sink_schemas) or (
+                path.name != SINK_SQL and not sources):
             continue
         text = path.read_text(encoding="utf-8")
         found = _RUN_IN.search(text)

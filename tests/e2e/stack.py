@@ -27,7 +27,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
+
+from cdc_generator import procs
 
 from .engine.artifacts import KAFKA_CONNECT, Engine, located
 
@@ -69,10 +70,7 @@ class ConnectorFailedError(StackError):
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return procs.free_port("127.0.0.1")
 
 
 def free_ports(count: int) -> list[int]:
@@ -98,17 +96,8 @@ class _Proc:
     def stop(self, grace: float, sig: signal.Signals = signal.SIGTERM) -> None:
         """``sig``, wait up to ``grace`` s, then SIGKILL; always reaps and closes the log."""
         try:
-            if self.popen.poll() is None:
-                log.debug("stopping %s (pid %d) with %s", self.name, self.pid, sig.name)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, sig)
-                try:
-                    self.popen.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    log.warning("%s (pid %d) ignored %s; killing", self.name, self.pid, sig.name)
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(self.pid, signal.SIGKILL)
-                    self.popen.wait(timeout=10)
+            log.debug("stopping %s (pid %d) with %s", self.name, self.pid, sig.name)
+            procs.stop(self.popen, ((sig, grace), (signal.SIGKILL, 10.0)), name=self.name)
         finally:
             self.log_file.close()
             _live.discard(self)
@@ -126,13 +115,9 @@ def _stop_leftovers() -> None:
 
 
 def _pdeathsig_prefix() -> list[str]:
-    """``setpriv --pdeathsig TERM``, so that the child gets SIGTERM if the test runner
-    is killed outright. Only from the main thread: the signal follows the death of the
-    thread that forked, not of the process."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or threading.current_thread() is not threading.main_thread():
-        return []
-    return [setpriv, "--pdeathsig", "TERM", "--"]
+    """The child gets SIGTERM if the test runner is killed outright (from the main
+    thread only: the signal follows the death of the thread that forked)."""
+    return procs.die_with_parent_argv(signal.SIGTERM)
 
 
 def _rss_bytes(pid: int) -> int | None:
@@ -293,6 +278,12 @@ logger.apache.name = org.apache.kafka
 logger.apache.level = WARN
 logger.connect.name = org.apache.kafka.connect
 logger.connect.level = INFO
+logger.coordinator.name = org.apache.kafka.clients.consumer.internals.ConsumerCoordinator
+logger.coordinator.level = INFO
+logger.subscription.name = org.apache.kafka.clients.consumer.internals.SubscriptionState
+logger.subscription.level = INFO
+logger.jdbctask.name = io.debezium.connector.jdbc.JdbcSinkConnectorTask
+logger.jdbctask.level = DEBUG
 logger.connectcfg.name = org.apache.kafka.common.config.AbstractConfig
 logger.connectcfg.level = WARN
 logger.debezium.name = io.debezium
@@ -400,8 +391,14 @@ def _jvm(engine: Engine, main: str, args: list[str], *, heap: str, log4j: Path) 
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, base64url without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, base64url without padding.
+
+    Like Kafka's own ``Uuid.randomUuid``, never one that starts with ``-``: the
+    storage tool would read it as an option (seen in CI: ``-cguj7rk...``)."""
+    while True:
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster.startswith("-"):
+            return cluster
 
 
 # --------------------------------------------------------------------------- the stack
@@ -687,7 +684,7 @@ def _start_brokers(stack: Stack, count: int, heap: str) -> None:
         config = stack.work_dir / f"broker-{node_id}.properties"
         _write_properties(config, broker_properties(node_id, ports=by_node, data_dir=data))
         formats.append(_jvm(stack.engine, "kafka.tools.StorageTool",
-                            ["format", "-t", cluster, "-c", str(config)],
+                            ["format", f"--cluster-id={cluster}", "-c", str(config)],
                             heap="256m", log4j=log4j))
         stack.brokers.append(Node(
             f"broker-{node_id}",

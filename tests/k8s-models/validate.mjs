@@ -28,10 +28,12 @@ const MODELS = {
   "source.toolkit.fluxcd.io/v1": "@kubernetes-models/flux-cd/source.toolkit.fluxcd.io/v1",
   "monitoring.coreos.com/v1": "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1",
   "kafka.strimzi.io/v1": "@kubernetes-models/strimzi-kafka-operator/kafka.strimzi.io/v1",
+  "rbac.authorization.k8s.io/v1": "kubernetes-models/rbac.authorization.k8s.io/v1",
 };
 // kustomize's own file is no Kubernetes resource and no package models it
 const UNMODELLED = {
   "kustomize.config.k8s.io/v1beta1/Kustomization": "kustomize's build file, no published model",
+  "kustomize.config.k8s.io/v1alpha1/Component": "kustomize's build file, no published model",
 };
 
 function instanceKeys(instancePath) {

@@ -48,6 +48,12 @@ COMMANDS = {
     "preflight": ("cdc_generator.cli.preflight",
                   "check the live source database is ready for a service's connectors "
                   "(exit 1 if not)"),
+    "plan": ("cdc_generator.cli.plan",
+             "compare the live source databases with the config and list every action "
+             "that would bring them in line (exit 1 when there are actions)"),
+    "apply": ("cdc_generator.cli.apply",
+              "perform what `plan` lists: control tables, publications, backfills of added "
+              "tables; with --prune also drop what no pipeline uses"),
     "dev-db": ("cdc_generator.cli.dev_db",
                "start a local PostgreSQL seeded with the config's databases and tables "
                "(Ctrl-C stops it)"),

@@ -44,10 +44,13 @@ def options(args: argparse.Namespace) -> Options:
 def run(options: Options) -> Report:
     from cdc_generator.config.repo import load_config
     from cdc_generator.db import preflight
+    from cdc_generator.plan import build_plan
     from cdc_generator.report import EXIT_FAIL, EXIT_OK, Report
 
-    sources = _sources(options, load_config(options.root))
-    checks = preflight.run(sources)
+    config = load_config(options.root)
+    sources = _sources(options, config)
+    configured = frozenset(p.source.slot_name for p in build_plan(config).pipelines)
+    checks = preflight.run(sources, configured)
     where = sources[0].target.describe() if sources else "-"
     title = f"preflight {options.service}/{options.environment} on {where}"
     return Report(options.label, EXIT_FAIL if preflight.failed(checks) else EXIT_OK,

@@ -16,7 +16,6 @@ from pathlib import Path
 from cdc_generator import names, rowfilter
 from cdc_generator.config.model import (
     DEFAULT_SCHEMA,
-    PLACEHOLDER,
     Config,
     Database,
     GroupType,
@@ -26,6 +25,7 @@ from cdc_generator.config.model import (
     Setting,
     Table,
 )
+from cdc_generator.config.providers import PLACEHOLDER
 from cdc_generator.errors import Problem
 from cdc_generator.rowfilter import CUSTOMER_PLACEHOLDER
 
@@ -266,6 +266,11 @@ def _services(config: Config, unread: Unread) -> Iterator[Problem]:
                 f"to {k8s!r}", "rename one of them",
             )
         seen_k8s[k8s] = service.name
+        env_names = sorted(e.name for e in config.environments)
+        for env, _state in service.states:
+            if env not in env_names:
+                yield service.at(f"state.{env}").problem(
+                    f"state names unknown environment {env!r}", _suggest(env, env_names))
         group = config.group(service.server_group)
         if group is None:
             if not unread.groups_file and service.server_group not in unread.groups:

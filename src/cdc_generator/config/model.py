@@ -11,11 +11,11 @@ from enum import StrEnum
 from typing import Any
 
 from cdc_generator.config.load import Document, KeyPath, format_key_path
+from cdc_generator.config.providers import PLACEHOLDER, Secrets
 from cdc_generator.errors import Problem
 
 DEFAULT_ENVIRONMENTS = ("nonprod", "prod")
 DEFAULT_SCHEMA = "public"
-PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ class Sink:
     database: Setting | None  # None: the service name
     user: Setting
     password: Setting
+    dead_letter_queue: bool = False  # unreadable records go to a dead-letter topic
 
 
 @dataclass(frozen=True)
@@ -107,11 +108,14 @@ class Environment:
     namespace: str
     connect_cluster: str
     sink_tasks_max: int
+    sink_batch_size: int
+    sink_connection_pool_size: int
     heartbeat_interval_ms: int
     snapshot_mode: str
     topics: TopicSettings
     sink: Sink
     origin: Origin
+    secrets: Secrets = field(default_factory=Secrets)
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,11 @@ class Service:
     file: str
     origin: Origin
     keys: KeyOrigins = ()
+    state: str = "running"  # the connectors' state where `states` names none
+    states: tuple[tuple[str, str], ...] = ()  # (environment, state)
+
+    def state_in(self, environment: str) -> str:
+        return dict(self.states).get(environment, self.state)
 
     def at(self, key: str) -> Origin:
         """Where `key` ("service", "server_group") is, else the file's top."""
@@ -250,6 +259,7 @@ def build_environments(doc: Document, skip: frozenset[str] = frozenset()
                       else _setting(doc, sink_raw, sink_path, "database", "")),
             user=_setting(doc, sink_raw, sink_path, "user", "${POSTGRES_USER}"),
             password=_setting(doc, sink_raw, sink_path, "password", "${POSTGRES_PASSWORD}"),
+            dead_letter_queue=bool(sink_raw.get("dead_letter_queue", False)),
         )
         topics_raw = raw.get("topics") or {}
         replicas = int(topics_raw.get("replication_factor", 3))
@@ -267,11 +277,14 @@ def build_environments(doc: Document, skip: frozenset[str] = frozenset()
                 namespace=raw.get("namespace", "kafka"),
                 connect_cluster=raw.get("connect_cluster", "cdc-connect"),
                 sink_tasks_max=int(raw.get("sink_tasks_max", 1)),
+                sink_batch_size=int(raw.get("sink_batch_size", 4096)),
+                sink_connection_pool_size=int(raw.get("sink_connection_pool_size", 2)),
                 heartbeat_interval_ms=int(raw.get("heartbeat_interval_ms", 10000)),
                 snapshot_mode=raw.get("snapshot_mode", "initial"),
                 topics=topics,
                 sink=sink,
                 origin=Origin.of(doc, path),
+                secrets=Secrets(**{k: str(v) for k, v in (raw.get("secrets") or {}).items()}),
             )
         )
     return tuple(out)
@@ -365,11 +378,21 @@ def build_service(doc: Document, skip: frozenset[int] = frozenset()) -> Service:
             )
         )
     origin = Origin.of(doc, ())
+    keys = _key_origins(doc, (), origin, raw, ("service", "server_group", "state"))
+    state = raw.get("state", "running")
+    states: dict[str, str] = {}
+    if isinstance(state, dict):
+        states, state = {str(k): str(v) for k, v in state.items()}, "running"
+        state_origin = Origin.of(doc, ("state",))
+        keys += tuple((f"state.{env}", o) for env, o in _key_origins(
+            doc, ("state",), state_origin, states, tuple(states)))
     return Service(
         name=str(raw["service"]),
         server_group=str(raw["server_group"]),
         tables=tuple(tables),
         file=doc.path,
         origin=origin,
-        keys=_key_origins(doc, (), origin, raw, ("service", "server_group")),
+        keys=keys,
+        state=str(state),
+        states=tuple(sorted(states.items())),
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdc_generator.config.load import Document, KeyPath
-from cdc_generator.config.model import PLACEHOLDER
+from cdc_generator.config.providers import PLACEHOLDER
 from cdc_generator.config.schema import SECRET_HINT
 from cdc_generator.errors import Problem
 

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cdc_generator.config.model import PLACEHOLDER, Database, GroupType, ServerGroup, Setting
+from cdc_generator.config.model import Database, GroupType, ServerGroup, Setting
+from cdc_generator.config.providers import PLACEHOLDER
 from cdc_generator.errors import CdcError, UsageError
 
 if TYPE_CHECKING:

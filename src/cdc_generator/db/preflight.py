@@ -16,6 +16,7 @@ from cdc_generator import rowfilter
 from cdc_generator.db.check import FAIL, PASS, ROW_FILTER_VERSION, WARN, Check
 from cdc_generator.db.connection import Target, connect
 from cdc_generator.db.inspect import TableInfo, inspect_tables
+from cdc_generator.db.live import OUR_PREFIX
 from cdc_generator.db.publication_check import publication_checks
 from cdc_generator.plan import CapturedTable, Pipeline
 from cdc_generator.publication import ident, literal
@@ -39,7 +40,8 @@ class Source:
     unscoped: frozenset[str] = frozenset()
 
 
-def run(sources: Sequence[Source]) -> list[Check]:
+def run(sources: Sequence[Source], configured_slots: frozenset[str] = frozenset()
+        ) -> list[Check]:
     """Every check for `sources` (one service and environment), server checks first."""
     checks: list[Check] = []
     done: set[tuple[str, str, str]] = set()
@@ -81,7 +83,8 @@ SELECT slot_name::text, coalesce(plugin::text, ''), slot_type, coalesce(database
 
 
 def server_checks(conn: psycopg.Connection[Any], target: Target,
-                  pipelines: Sequence[Pipeline]) -> list[Check]:
+                  pipelines: Sequence[Pipeline],
+                  configured_slots: frozenset[str] = frozenset()) -> list[Check]:
     row = conn.execute(_SERVER_SQL, {"managed": list(MANAGED_REPLICATION_ROLES)}).fetchone()
     assert row is not None
     (version_num, version, wal_level, max_slots, max_senders, superuser, replication,
@@ -131,7 +134,7 @@ def server_checks(conn: psycopg.Connection[Any], target: Target,
     idle = [s for s in wanted if s not in existing or not existing[s][4]]
     out.append(_headroom("max_wal_senders", "WAL senders", senders, len(idle),
                          max_senders, where=where))
-    out.extend(_slot_checks(slots, pipelines, where))
+    out.extend(_slot_checks(slots, pipelines, where, configured_slots))
     if version_num < ROW_FILTER_VERSION and any(p.source.filtered_tables for p in pipelines):
         out.append(Check(
             "row_filter_version", FAIL,
@@ -150,11 +153,24 @@ def _headroom(setting: str, what: str, used: int, more: int, limit: int, *,
                  f"ALTER SYSTEM SET {setting} = {used + more + 2};\n{RESTART}", where)
 
 
-def _slot_checks(slots: Sequence[Any], pipelines: Sequence[Pipeline], where: str) -> list[Check]:
+def _slot_checks(slots: Sequence[Any], pipelines: Sequence[Pipeline], where: str,
+                 configured: frozenset[str]) -> list[Check]:
     out = []
     ours = {p.source.slot_name: p for p in pipelines}
+    environment = pipelines[0].environment if pipelines else "<environment>"
     for name, plugin, kind, database, active, retained in slots:
         size = _size(retained)
+        if name not in ours and name.startswith(OUR_PREFIX) and name not in configured:
+            out.append(Check(
+                "orphaned_slot", WARN,
+                f"slot {name!r} on database {database or '-'} looks like one of ours, but no "
+                f"configured pipeline uses it ({'active' if active else 'inactive'}); it "
+                f"retains {size} of WAL",
+                f"SELECT pg_drop_replication_slot({literal(name)});\n"
+                "-- or, with its publication and control tables:\n"
+                f"-- cdc-generator apply --environment {environment} --prune",
+                where, None, name))
+            continue
         if name not in ours:
             out.append(Check("replication_slot", PASS,
                              f"other slot {name!r} ({'active' if active else 'inactive'}) "

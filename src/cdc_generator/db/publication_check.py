@@ -27,7 +27,9 @@ def publication_checks(conn: psycopg.Connection[Any], p: Pipeline) -> list[Check
     source = p.source
     name = source.publication_name
     autocreate = source.publication_autocreate_mode != "disabled"
-    fix = f"-- {layout.in_repo(publication.path_of(p))}:\n{publication.setup_sql(source)}"
+    fix = (f"-- cdc-generator apply --environment {p.environment} --service {p.service}\n"
+           f"-- or, as a DBA, {layout.in_repo(publication.path_of(p))}:\n"
+           + publication.setup_sql(source))
 
     def check(status: str, message: str, fix: str = "") -> Check:
         return Check("publication", status, message, fix, source.database, p.customer, name)

@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 from cdc_generator import procs
 from cdc_generator.localpg.cluster import SUPERUSER, Cluster, check_settings, tail
@@ -223,20 +223,41 @@ class LocalPostgres:
             self._proc = None
             self._forget()
 
-    def restart(self, settings: Mapping[str, str] | None = None, *, timeout: float = 30.0) -> None:
+    def restart(self, settings: Mapping[str, str] | None = None, *, timeout: float = 30.0,
+                mode: Literal["fast", "immediate"] = "fast", down_for: float = 0.0) -> None:
         """Stop and start the same data dir, with ``settings`` merged into the current ones.
 
-        Settings changed with ``ALTER SYSTEM`` (postgresql.auto.conf) take precedence
-        over these, as in any PostgreSQL server.  The port is kept if it is still free.
+        ``mode`` is PostgreSQL's shutdown mode: ``fast`` (SIGINT: sessions ended, a
+        checkpoint written) or ``immediate`` (SIGQUIT: no checkpoint, crash recovery on
+        the next start, as after a power cut). The server stays down ``down_for``
+        seconds. Settings changed with ``ALTER SYSTEM`` (postgresql.auto.conf) take
+        precedence over these, as in any PostgreSQL server. The port is kept if it is
+        still free.
         """
         if not (self.data_dir / "PG_VERSION").is_file():
             raise LocalPostgresError(f"cannot restart: {self.data_dir} is gone (stopped?)")
         if settings:
             self.settings.update(check_settings(settings))
-        if not self.terminate():
+        if mode == "immediate":
+            self._immediate_shutdown()
+        elif not self.terminate():
             raise LocalPostgresError("PostgreSQL did not shut down cleanly for restart; "
                                      f"log {self.log_path}:\n" + tail(self.log_path))
+        if down_for > 0:
+            time.sleep(down_for)
         self.launch(timeout, prefer_port=self.port)
+
+    def _immediate_shutdown(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        try:
+            procs.stop(proc, ((signal.SIGQUIT, 10.0), (signal.SIGKILL, 10.0)), name="PostgreSQL")
+        except procs.ProcessError as exc:
+            raise LocalPostgresError(str(exc)) from None
+        finally:
+            self._proc = None
+            self._forget()
 
     def stop(self, *, keep: bool | None = None) -> None:
         """Stop the server (fast shutdown, then escalating), reap it, remove its temp dir.

@@ -9,8 +9,8 @@
 --   psql -v ON_ERROR_STOP=1 -d adopus_db_directory_dev -f source.sql
 -- It is re-runnable: it creates what is missing and resets the publication's
 -- tables and filters. A table added to a running pipeline also needs a backfill:
--- `cdc-generator apply --connect-url ...` sends it once the connector runs with
--- the table (`cdc-generator plan` shows the statement).
+-- `cdc-generator plan --environment nonprod --service directory` lists it, and apply
+-- sends it (with --connect-url: once the connector runs with the table).
 -- the connector's control tables: backfill signals and heartbeats
 CREATE SCHEMA IF NOT EXISTS "cdc";
 CREATE TABLE IF NOT EXISTS "cdc"."directory_nonprod_signal" (id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, data text);
