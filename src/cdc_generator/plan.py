@@ -25,6 +25,7 @@ from cdc_generator.config.model import (
     TopicSettings,
 )
 from cdc_generator.config.providers import connect_refs
+from cdc_generator.config.tls import Tls
 from cdc_generator.errors import ConfigError, Problem
 
 ROUTER_KEY_FIELD = "__dbz__physicalTableIdentifier"
@@ -75,11 +76,11 @@ class SourceSpec:
     heartbeat_interval_ms: int
     heartbeat_action_query: str  # writes the heartbeat table (control.py)
     signal_data_collection: str  # the signal table (control.py)
-    #: regexes of the topics only control traffic goes to: Debezium's heartbeats and the
-    #: control tables' changes (kept a day, not forever)
+    #: topics of control traffic only: Debezium's heartbeats, control tables (kept a day)
     control_topics: str
     snapshot_mode: str
     topic_settings: TopicSettings
+    tls: Tls | None = None  # TLS to the source database (server.tls)
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         port=ref(group.server.port.value),
         user=ref(group.server.user.value),
         password=ref(group.server.password.value),
+        tls=group.server.tls,
         slot_name=slot,
         publication_name=slot,
         # cdc-generator apply (or the generated source SQL) owns the publication: the
@@ -295,10 +297,9 @@ def _sink(service: Service, env: Environment, customer: str | None, base: str,
         name=f"sink-{base}",
         database=ref(sink_db),
         target_schemas=target_schemas,
-        connection_url=(
-            f"jdbc:postgresql://{ref(names.url_host(env.sink.host.value))}:"
-            f"{ref(env.sink.port.value)}/{ref(sink_db)}"
-        ),
+        connection_url=(f"jdbc:postgresql://{ref(names.url_host(env.sink.host.value))}:"
+                        f"{ref(env.sink.port.value)}/{ref(sink_db)}"
+                        + (env.sink.tls.url_parameters() if env.sink.tls else "")),
         user=ref(env.sink.user.value),
         password=ref(env.sink.password.value),
         topics=tables.topics,

@@ -5,17 +5,16 @@ Nothing past this module indexes raw YAML dictionaries.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from cdc_generator.config.load import Document, KeyPath, format_key_path
-from cdc_generator.config.providers import PLACEHOLDER, Secrets
+from cdc_generator.config.providers import PLACEHOLDER, Secrets, env_var_name
+from cdc_generator.config.tls import Tls
 from cdc_generator.errors import Problem
 
-DEFAULT_ENVIRONMENTS = ("nonprod", "prod")
-DEFAULT_SCHEMA = "public"
+DEFAULT_ENVIRONMENTS, DEFAULT_SCHEMA = ("nonprod", "prod"), "public"
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,7 @@ class Origin:
         return Problem(self.file, self.line, self.col, self.key_path, message, hint)
 
 
-# (key, where that key is) for the keys of an object whose values other files
-# refer to or must agree with: a problem with such a value points at its key
+# (key, where it is) for keys whose values other files refer to or must agree with
 KeyOrigins = tuple[tuple[str, Origin], ...]
 
 
@@ -85,6 +83,7 @@ class Sink:
     user: Setting
     password: Setting
     dead_letter_queue: bool = False  # unreadable records go to a dead-letter topic
+    tls: Tls | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +123,7 @@ class Server:
     port: Setting
     user: Setting
     password: Setting
+    tls: Tls | None = None
 
 
 @dataclass(frozen=True)
@@ -224,10 +224,6 @@ class Config:
         return self.group_by_name.get(name)
 
 
-def env_var_name(*parts: str) -> str:
-    return "_".join(re.sub(r"[^A-Za-z0-9]+", "_", p).upper() for p in parts)
-
-
 # ---------------------------------------------------------------- builders
 
 
@@ -260,6 +256,7 @@ def build_environments(doc: Document, skip: frozenset[str] = frozenset()
             user=_setting(doc, sink_raw, sink_path, "user", "${POSTGRES_USER}"),
             password=_setting(doc, sink_raw, sink_path, "password", "${POSTGRES_PASSWORD}"),
             dead_letter_queue=bool(sink_raw.get("dead_letter_queue", False)),
+            tls=Tls.of(sink_raw.get("tls")),
         )
         topics_raw = raw.get("topics") or {}
         replicas = int(topics_raw.get("replication_factor", 3))
@@ -316,6 +313,7 @@ def build_server_groups(doc: Document, skip: frozenset[int] = frozenset()
                           f"${{{env_var_name('POSTGRES', name, 'USER')}}}"),
             password=_setting(doc, server_raw, server_path, "password",
                               f"${{{env_var_name('POSTGRES', name, 'PASSWORD')}}}"),
+            tls=Tls.of(server_raw.get("tls")),
         )
         databases = [_database(doc, (*path, "databases", di), db)
                      for di, db in enumerate(raw["databases"])]

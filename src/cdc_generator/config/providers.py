@@ -13,6 +13,11 @@ from functools import cache
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def env_var_name(*parts: str) -> str:
+    """The default placeholder name of a setting: POSTGRES_<GROUP>_PORT and the like."""
+    return "_".join(re.sub(r"[^A-Za-z0-9]+", "_", p).upper() for p in parts)
+
+
 @dataclass(frozen=True)
 class Secrets:
     """How the worker resolves the config's ${VAR} placeholders (a config provider)."""

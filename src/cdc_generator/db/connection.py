@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cdc_generator.config.model import Database, GroupType, ServerGroup, Setting
 from cdc_generator.config.providers import PLACEHOLDER
+from cdc_generator.config.tls import Tls
 from cdc_generator.errors import CdcError, UsageError
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ class Target:
     password: str = field(repr=False)
     customer: str | None = None
     dsn: str | None = field(default=None, repr=False)
+    #: libpq sslmode and sslrootcert from the server's `tls:`; the CA as the worker
+    #: sees it is used where it exists here too, else libpq's own (PGSSLROOTCERT,
+    #: ~/.postgresql/root.crt)
+    tls: Tls | None = None
 
     def describe(self) -> str:
         return f"{self.user}@{self.host}:{self.port}/{self.dbname}"
@@ -127,6 +132,7 @@ def server_target(group: ServerGroup, dbname: str, customer: str | None,
         password=resolve(server.password, environ),
         dbname=dbname,
         customer=customer,
+        tls=server.tls,
     )
 
 
@@ -172,6 +178,10 @@ def connect(target: Target, *, read_only: bool = True,
         "host": target.host, "port": target.port, "user": target.user,
         "password": target.password, "dbname": target.dbname,
     }
+    if target.tls is not None and "PGSSLMODE" not in os.environ:
+        params["sslmode"] = target.tls.mode
+        if target.tls.ca and os.path.isfile(target.tls.ca):
+            params["sslrootcert"] = target.tls.ca
     if target.dsn is not None:
         params = {**conninfo.conninfo_to_dict(target.dsn), "dbname": target.dbname}
     params.update(connect_timeout=connect_timeout_s, options=options,
