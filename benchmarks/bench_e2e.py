@@ -40,6 +40,7 @@ if __package__ in {None, ""}:  # run as a script: make `tests.e2e` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.e2e import pipelines as pl
+from tests.e2e.scenarios import PG_SERVER_BLOCK as SERVER
 from tests.e2e.scenarios import write_config
 from tests.e2e.stack import Stack, start_stack
 
@@ -59,8 +60,6 @@ TUNING = (
     "consumer.override.max.partition.fetch.bytes",
 )
 
-SERVER = ('{type: postgres, host: "${CDC_E2E_PG_HOST}", port: "${CDC_E2E_PG_PORT}", '
-          'user: "${CDC_E2E_PG_USER}", password: "${CDC_E2E_PG_PASSWORD}"}')
 GROUPS = f"""\
 environments:
   nonprod:
@@ -262,8 +261,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = pl.worker_env(pg, sink)
         root = work / "repo"
-        (root / "services").mkdir(parents=True)
-        (root / "server-groups.yaml").write_text(GROUPS)
         services = {n: SERVICE.format(name=n) for n in ("benchgen", "benchdef")}
         write_config(root, groups=GROUPS, services=services)
         with start_stack(work / "stack", env=env, brokers=3) as stack:

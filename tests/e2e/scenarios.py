@@ -26,16 +26,20 @@ from .reconcile import Expectation
 PG_SERVER_BLOCK = ('{type: postgres, host: "${CDC_E2E_PG_HOST}", port: "${CDC_E2E_PG_PORT}", '
                    'user: "${CDC_E2E_PG_USER}", password: "${CDC_E2E_PG_PASSWORD}"}')
 
+#: an environment's `sink:` block: the sink PostgreSQL the worker's ${CDC_E2E_SINK_*} name
+E2E_SINK = """\
+    sink:
+      host: ${CDC_E2E_SINK_HOST}
+      port: ${CDC_E2E_SINK_PORT}
+      user: ${CDC_E2E_SINK_USER}
+      password: ${CDC_E2E_SINK_PASSWORD}
+"""
+
 GROUPS = f"""\
 environments:
   nonprod:
     heartbeat_interval_ms: 1000
-    sink:
-      host: ${{CDC_E2E_SINK_HOST}}
-      port: ${{CDC_E2E_SINK_PORT}}
-      user: ${{CDC_E2E_SINK_USER}}
-      password: ${{CDC_E2E_SINK_PASSWORD}}
-
+{E2E_SINK}
 server_groups:
   - name: e2ecol
     server_group_type: db-shared

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ from cdc_generator import cli, connect, localpg
 from . import pipelines as pl
 from .conftest import ENVIRONMENT, Pipelines
 from .reconcile import Expectation, wait_equal
-from .scenarios import PG_SERVER_BLOCK
+from .scenarios import E2E_SINK, PG_SERVER_BLOCK, write_config
 from .stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -46,12 +45,7 @@ def groups(schemas: list[str], tenants: list[str]) -> str:
 environments:
   nonprod:
     heartbeat_interval_ms: 1000
-    sink:
-      host: ${{CDC_E2E_SINK_HOST}}
-      port: ${{CDC_E2E_SINK_PORT}}
-      user: ${{CDC_E2E_SINK_USER}}
-      password: ${{CDC_E2E_SINK_PASSWORD}}
-server_groups:
+{E2E_SINK}server_groups:
   - name: d2shared
     server_group_type: db-shared
     service: d2shared
@@ -195,11 +189,7 @@ def not_done(found: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def write(root: Path, schemas: list[str], tenants: list[str], grown: bool) -> None:
-    (root / "services").mkdir(parents=True, exist_ok=True)
-    (root / "server-groups.yaml").write_text(groups(schemas, tenants))
-    for name, text in services(grown).items():
-        (root / "services" / f"{name}.yaml").write_text(textwrap.dedent(text))
-    assert cli.main(["generate", "--root", str(root)]) == 0
+    write_config(root, groups=groups(schemas, tenants), services=services(grown))
 
 
 @pytest.fixture(scope="module")

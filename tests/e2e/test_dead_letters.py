@@ -4,20 +4,18 @@ goes on writing the changes after it."""
 
 from __future__ import annotations
 
-import textwrap
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from cdc_generator import cli, connect, localpg
+from cdc_generator import connect, localpg
 
 from . import pipelines as pl
 from .conftest import ENVIRONMENT
 from .reconcile import Expectation, wait_equal
-from .scenarios import PG_SERVER_BLOCK
+from .scenarios import E2E_SINK, PG_SERVER_BLOCK, write_config
 from .stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -26,12 +24,7 @@ GROUPS = f"""\
 environments:
   nonprod:
     topics: {{replication_factor: 3}}
-    sink:
-      host: ${{CDC_E2E_SINK_HOST}}
-      port: ${{CDC_E2E_SINK_PORT}}
-      user: ${{CDC_E2E_SINK_USER}}
-      password: ${{CDC_E2E_SINK_PASSWORD}}
-      dead_letter_queue: true
+{E2E_SINK}      dead_letter_queue: true
 server_groups:
   - name: e2edlq
     server_group_type: db-per-tenant
@@ -56,11 +49,8 @@ POISON = b"this is not JSON {"
 def running(shared_stack: Stack, pg_server: localpg.LocalPostgres,
             sink_pg: localpg.LocalPostgres, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[list[connect.GeneratedConnector]]:
-    root: Path = tmp_path_factory.mktemp("dlq") / "repo"
-    (root / "services").mkdir(parents=True)
-    (root / "server-groups.yaml").write_text(GROUPS)
-    (root / "services" / "e2edlq.yaml").write_text(textwrap.dedent(SERVICE))
-    assert cli.main(["generate", "--root", str(root)]) == 0
+    root = write_config(tmp_path_factory.mktemp("dlq") / "repo", groups=GROUPS,
+                        services={"e2edlq": SERVICE})
     ddl = ("CREATE TABLE public.items (id int PRIMARY KEY, label text);"
            "INSERT INTO public.items SELECT g, 'seed' FROM generate_series(1, 10) g;")
     with pl.databases(pg_server, {"e2e_dlq_a": ddl}), pl.databases(sink_pg, {"e2edlq": ""}):

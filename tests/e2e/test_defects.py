@@ -26,6 +26,7 @@ from .conftest import ENVIRONMENT, Pipelines
 from .kafka import group_lag
 from .reconcile import Difference, Expectation, all_differences, wait_equal
 from .scenarios import DOCS_DDL, docs_rows, write_config
+from .scenarios import PG_SERVER_BLOCK as SERVER
 from .stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -33,8 +34,6 @@ pytestmark = pytest.mark.e2e
 BUILTIN = Path(cdc_generator.__file__).parent / "templates"
 SOURCE, SINK = "source-pipeline.yaml", "sink-pipeline.yaml"
 
-SERVER = ('{type: postgres, host: "${CDC_E2E_PG_HOST}", port: "${CDC_E2E_PG_PORT}", '
-          'user: "${CDC_E2E_PG_USER}", password: "${CDC_E2E_PG_PASSWORD}"}')
 SINK_BLOCK = ('{host: "${CDC_E2E_SINK_HOST}", port: "${CDC_E2E_SINK_PORT}", '
               'user: "${CDC_E2E_SINK_USER}", password: "${CDC_E2E_SINK_PASSWORD}"}')
 

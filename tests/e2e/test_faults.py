@@ -37,13 +37,13 @@ import psycopg
 import pytest
 import yaml
 
-from cdc_generator import cli, connect, localpg
+from cdc_generator import connect, localpg
 
 from . import pipelines as pl
 from .conftest import BROKERS, ENVIRONMENT
 from .kafka import group_lag, read_all
 from .reconcile import Expectation, all_differences, wait_equal
-from .scenarios import PG_SERVER_BLOCK
+from .scenarios import E2E_SINK, PG_SERVER_BLOCK, write_config
 from .stack import REPO_ROOT, Stack, start_stack
 
 pytestmark = pytest.mark.faults
@@ -63,12 +63,7 @@ GROUPS = f"""\
 environments:
   nonprod:
     heartbeat_interval_ms: 1000
-    sink:
-      host: ${{CDC_E2E_SINK_HOST}}
-      port: ${{CDC_E2E_SINK_PORT}}
-      user: ${{CDC_E2E_SINK_USER}}
-      password: ${{CDC_E2E_SINK_PASSWORD}}
-server_groups:
+{E2E_SINK}server_groups:
   - name: fshared
     server_group_type: db-shared
     service: fshared
@@ -347,12 +342,11 @@ class Faults:
 
 def write_services(root: Path, state: str | None) -> None:
     """The services, with `state:` when given, and generate."""
-    for name, template in SERVICES.items():
-        text = textwrap.dedent(template)
-        if state is not None:
-            text = text.replace("\nsource:", f"\nstate: {state}\nsource:", 1)
-        (root / "services" / f"{name}.yaml").write_text(text)
-    assert cli.main(["generate", "--root", str(root)]) == 0
+    services = {name: textwrap.dedent(text) for name, text in SERVICES.items()}
+    if state is not None:
+        services = {name: text.replace("\nsource:", f"\nstate: {state}\nsource:", 1)
+                    for name, text in services.items()}
+    write_config(root, groups=GROUPS, services=services)
 
 
 #: what Strimzi's connector operator does for a KafkaConnector's spec.state, given the
@@ -409,8 +403,6 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
         for name, value in env.items():
             mp.setenv(name, value)
         root = tmp_path_factory.mktemp("faults") / "repo"
-        (root / "services").mkdir(parents=True)
-        (root / "server-groups.yaml").write_text(GROUPS)
         write_services(root, None)
         stack = cleanup.enter_context(start_stack(tmp_path_factory.mktemp("faults-stack"),
                                                   env=env, brokers=BROKERS, workers=2))

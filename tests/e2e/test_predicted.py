@@ -14,17 +14,16 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cdc_generator import cli, connect, localpg
+from cdc_generator import connect, localpg
 
 from . import pipelines as pl
 from .conftest import ENVIRONMENT
-from .scenarios import PG_SERVER_BLOCK
+from .scenarios import E2E_SINK, PG_SERVER_BLOCK, write_config
 from .stack import ConnectorFailedError, Stack, StackError
 
 pytestmark = pytest.mark.e2e
@@ -32,12 +31,7 @@ pytestmark = pytest.mark.e2e
 GROUPS = f"""\
 environments:
   nonprod:
-    sink:
-      host: ${{CDC_E2E_SINK_HOST}}
-      port: ${{CDC_E2E_SINK_PORT}}
-      user: ${{CDC_E2E_SINK_USER}}
-      password: ${{CDC_E2E_SINK_PASSWORD}}
-server_groups:
+{E2E_SINK}server_groups:
   - name: e2epred
     server_group_type: db-per-tenant
     service: e2epred
@@ -60,11 +54,8 @@ def predicted(shared_stack: Stack, pg_server: localpg.LocalPostgres,
               sink_pg: localpg.LocalPostgres, e2e_env: dict[str, str],
               tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[tuple[Path, connect.GeneratedConnector]]:
-    root = tmp_path_factory.mktemp("predicted") / "repo"
-    (root / "services").mkdir(parents=True)
-    (root / "server-groups.yaml").write_text(GROUPS)
-    (root / "services" / "e2epred.yaml").write_text(textwrap.dedent(SERVICE))
-    assert cli.main(["generate", "--root", str(root)]) == 0
+    root = write_config(tmp_path_factory.mktemp("predicted") / "repo", groups=GROUPS,
+                        services={"e2epred": SERVICE})
     source = next(c for c in connect.load_generated(root, environment=ENVIRONMENT)
                   if c.connector_class.endswith("PostgresConnector"))
     ddl = "CREATE TABLE public.items (id int PRIMARY KEY, label text);"

@@ -4,18 +4,17 @@ deploy/connect/secrets/directory/ mounts a Secret), and the pipeline moves the d
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cdc_generator import cli, connect, localpg
+from cdc_generator import connect, localpg
 
 from . import pipelines as pl
 from .conftest import ENVIRONMENT
 from .reconcile import Expectation, wait_equal
-from .scenarios import PG_SERVER_BLOCK
+from .scenarios import E2E_SINK, PG_SERVER_BLOCK, write_config
 from .stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -36,12 +35,7 @@ def groups(secrets: Path) -> str:
 environments:
   nonprod:
     secrets: {{provider: directory, path: {secrets}}}
-    sink:
-      host: ${{CDC_E2E_SINK_HOST}}
-      port: ${{CDC_E2E_SINK_PORT}}
-      user: ${{CDC_E2E_SINK_USER}}
-      password: ${{CDC_E2E_SINK_PASSWORD}}
-server_groups:
+{E2E_SINK}server_groups:
   - name: e2esecf
     server_group_type: db-per-tenant
     service: e2esecf
@@ -61,11 +55,8 @@ def running(shared_stack: Stack, pg_server: localpg.LocalPostgres,
     for name, value in e2e_env.items():
         if name.startswith(("CDC_E2E_PG_", "CDC_E2E_SINK_")):
             (secrets / name).write_text(value)
-    root = tmp_path_factory.mktemp("secf") / "repo"
-    (root / "services").mkdir(parents=True)
-    (root / "server-groups.yaml").write_text(groups(secrets))
-    (root / "services" / "e2esecf.yaml").write_text(textwrap.dedent(SERVICE))
-    assert cli.main(["generate", "--root", str(root)]) == 0
+    root = write_config(tmp_path_factory.mktemp("secf") / "repo", groups=groups(secrets),
+                        services={"e2esecf": SERVICE})
     ddl = ("CREATE TABLE public.items (id int PRIMARY KEY, label text);"
            "INSERT INTO public.items SELECT g, 'seed' FROM generate_series(1, 25) g;")
     with pl.databases(pg_server, {"e2e_secf_a": ddl}), pl.databases(sink_pg, {"e2esecf": ""}):

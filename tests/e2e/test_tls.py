@@ -8,17 +8,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cdc_generator import cli, connect, localpg
+from cdc_generator import connect, localpg
 
 from . import pipelines as pl
 from .conftest import ENVIRONMENT
 from .reconcile import Expectation, wait_equal
+from .scenarios import write_config
 from .stack import Stack, StackError
 
 pytestmark = pytest.mark.e2e
@@ -132,11 +132,8 @@ def generated(tls_server: tuple[localpg.LocalPostgres, Path],
     for name, value in {"TLS_HOST": server.host, "TLS_PORT": str(server.port),
                         "TLS_USER": server.user, "TLS_PASSWORD": server.password}.items():
         (secrets / name).write_text(value)
-    root = tmp_path_factory.mktemp("tls") / "repo"
-    (root / "services").mkdir(parents=True)
-    (root / "server-groups.yaml").write_text(groups(secrets, ca))
-    (root / "services" / "e2etls.yaml").write_text(textwrap.dedent(SERVICE))
-    assert cli.main(["generate", "--root", str(root)]) == 0
+    root = write_config(tmp_path_factory.mktemp("tls") / "repo", groups=groups(secrets, ca),
+                        services={"e2etls": SERVICE})
     ddl = ("CREATE TABLE public.items (id int PRIMARY KEY, label text);"
            "INSERT INTO public.items SELECT g, 'seed' FROM generate_series(1, 30) g;")
     with pl.databases(server, {"e2e_tls_a": ddl}), pl.databases(server, {"e2etls": ""}):
