@@ -23,7 +23,7 @@ from cdc_generator import connect, localpg
 from cdc_generator.layout import GENERATED_DIR
 from cdc_generator.report import problems_text
 
-from .kafka import Record, consume
+from .kafka import Record, consume, list_topics, read_all
 from .stack import ConnectorFailedError, Stack, StackError
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,34 @@ class Running:
         self.seen[topic] = records
         return of_table(records)
 
+    def evidence(self, services: Iterable[str], tables: Iterable[str]) -> str:
+        """What Kafka and Connect hold for ``tables`` of ``services``: the Debezium ops per
+        key on each of their topics, and every connector's state. For a failed
+        comparison, to tell a record the source never produced from one a sink dropped."""
+        prefixes = tuple(f"cdc.{s}." for s in services)
+        suffixes = tuple(f".{t}" for t in tables)
+        lines: list[str] = []
+        try:
+            topics = sorted(t for t in list_topics(self.stack.bootstrap)
+                            if t.startswith(prefixes) and t.endswith(suffixes))
+            by_topic: dict[str, list[Record]] = {}
+            for record in read_all(self.stack.bootstrap, topics):
+                by_topic.setdefault(record.topic, []).append(record)
+            for topic in topics:
+                mine = [r for r in by_topic.get(topic, []) if r.value is not None]
+                lines.append(f"topic {topic}: {len(mine)} change events; ops per key: "
+                             f"{_fmt_ops(ops_by_key(mine)) or 'none'}")
+        except Exception as failed:  # evidence for a failure already raised: best effort
+            lines.append(f"(could not read the topics: {failed})")
+        for c in self.connectors:
+            if any(s in c.name for s in services):
+                status = self.stack.status(c.name) or {}
+                tasks = ", ".join(f"{t.get('id')}={t.get('state')}"
+                                  for t in status.get("tasks", []))
+                lines.append(f"connector {c.name}: "
+                             f"{status.get('connector', {}).get('state', 'absent')} [{tasks}]")
+        return "\n".join(lines)
+
     def expect_ops(self, connector: connect.GeneratedConnector, topic: str, table: str,
                    expected: Mapping[Key, Sequence[str]], *,
                    timeout: float = WAIT_S) -> list[Record]:
@@ -265,6 +293,15 @@ def sources(connectors: Iterable[connect.GeneratedConnector]) -> list[connect.Ge
 
 def sinks(connectors: Iterable[connect.GeneratedConnector]) -> list[connect.GeneratedConnector]:
     return [c for c in connectors if c.connector_class == SINK_CLASS]
+
+
+def sink_topics(bootstrap: str, sink: connect.GeneratedConnector) -> list[str]:
+    """The topics a sink reads: its `topics`, or those on the brokers now that its
+    `topics.regex` matches (Java's syntax, as far as generated patterns use it)."""
+    if "topics" in sink.config:
+        return sink.config["topics"].split(",")
+    pattern = re.compile(sink.config["topics.regex"])
+    return sorted(t for t in list_topics(bootstrap) if pattern.fullmatch(t))
 
 
 # --------------------------------------------------------------------------- databases

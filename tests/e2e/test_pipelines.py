@@ -51,8 +51,15 @@ def _phase(pipelines: Pipelines, name: str) -> None:
 
 
 def _equal(pipelines: Pipelines, scenario: str, phase: str) -> None:
-    drained = wait_equal(pipelines.source_pg, pipelines.sink_pg, _of(pipelines, scenario),
-                         lag=pipelines.lag, timeout=DRAIN_S, what=f"after {phase}")
+    chosen = _of(pipelines, scenario)
+    with pipelines.running.stack.keep_logs_on_failure(f"{scenario} after {phase}"):
+        try:
+            drained = wait_equal(pipelines.source_pg, pipelines.sink_pg, chosen,
+                                 lag=pipelines.lag, timeout=DRAIN_S, what=f"after {phase}")
+        except AssertionError as failed:
+            evidence = pipelines.running.evidence(
+                {e.sink_db for e in chosen}, {e.source.split(".", 1)[1] for e in chosen})
+            raise AssertionError(f"{failed}\n{evidence}") from None
     log.info("%s after %s: %d rows equal in %.1fs", scenario, phase, drained.rows_compared,
              drained.seconds)
 
