@@ -29,7 +29,7 @@ SLOT = re.compile(r"^[a-z0-9_]{1,63}$")
 # per-record placeholders
 # config-provider references (environments.<env>.secrets) and Debezium's own
 ALLOWED_REFS = re.compile(r"\$\{(env:[A-Za-z_][A-Za-z0-9_]*|dir:(/[A-Za-z0-9._-]+)+:[A-Za-z_]\w*"
-                          r"|secrets:[a-z0-9-]+/[a-z0-9.-]+:[A-Za-z_]\w*|source\.(schema|table))\}")
+                          r"|secrets:[a-z0-9-]+/[a-z0-9.-]+:[A-Za-z_]\w*|source\.(schema|table)|topic)\}")
 
 TREES = {"this-repo": REPO} | {
     f"golden-{p.name}": p / "input" for p in sorted(GOLDEN.iterdir()) if (p / "input").is_dir()
@@ -92,7 +92,7 @@ def test_sinks_read_exactly_what_sources_emit(generated: Path) -> None:
         for name, source in docs.items():
             if not name.startswith("source-"):
                 continue
-            sink = docs["sink-" + name.removeprefix("source-")]
+            sink = docs.get("sink-" + name.removeprefix("source-")) or _one_sink(docs)
             config = source["spec"]["config"]
             prefix = config["topic.prefix"]
             tables = [t.replace("\\.", ".") for t in config["table.include.list"].split(",")]
@@ -103,11 +103,25 @@ def test_sinks_read_exactly_what_sources_emit(generated: Path) -> None:
                        + config["heartbeat.action.query"].split('"')[3]}
             assert control <= set(tables), directory
             expected = {f"{prefix}.{t.split('.', 1)[1]}" for t in tables if t not in control}
-            assert set(sink["spec"]["config"]["topics"].split(",")) == expected, directory
             sink_config = sink["spec"]["config"]
+            if "topics.regex" in sink_config:  # sinks: one-per-service
+                read = {t for t in {f"{prefix}.{t.split('.', 1)[1]}" for t in tables}
+                        | {f"__debezium-heartbeat.{prefix}"}
+                        if re.fullmatch(sink_config["topics.regex"], t)}
+                assert read == expected, directory
+            else:
+                assert set(sink_config["topics"].split(",")) == expected, directory
             assert sink_config["primary.key.mode"] == "record_key"
             assert sink_config["delete.enabled"] == "true"
             assert sink_config["insert.mode"] == "upsert"
+
+
+def _one_sink(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The directory's one sink for every tenant database (sinks: one-per-service)."""
+    sinks = [d for n, d in docs.items() if n.startswith("sink-")]
+    assert len(sinks) == 1, sorted(docs)
+    assert "topics.regex" in sinks[0]["spec"]["config"]
+    return sinks[0]
 
 
 def test_kustomization_lists_every_manifest(generated: Path) -> None:

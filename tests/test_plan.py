@@ -12,9 +12,10 @@ from collections.abc import Callable
 
 import pytest
 
+from cdc_generator.claims import _collisions
 from cdc_generator.config.model import Config
 from cdc_generator.config.repo import load_config
-from cdc_generator.plan import Pipeline, _collisions, build_plan
+from cdc_generator.plan import Pipeline, build_plan
 from tests.helpers import GOLDEN
 
 
@@ -39,8 +40,8 @@ def _source(**changes: object) -> Callable[[Pipeline, Pipeline], Pipeline]:
 
 
 def _topic(first: Pipeline, second: Pipeline) -> Pipeline:
-    topics = (*second.sink.topics, first.sink.topics[0])
-    return dataclasses.replace(second, sink=dataclasses.replace(second.sink, topics=topics))
+    topics = (*second.source.topics, first.source.topics[0])
+    return dataclasses.replace(second, source=dataclasses.replace(second.source, topics=topics))
 
 
 @pytest.mark.parametrize(("kind", "share"), [

@@ -8,27 +8,27 @@ lay out values they are given.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
-from cdc_generator import control, layout, names, rowfilter, sinktables
+from cdc_generator import claims, control, layout, names, rowfilter, sinkspec, sinktables
 from cdc_generator.config.model import (
     Config,
     Database,
     Environment,
     GroupType,
-    Origin,
     ServerGroup,
     Service,
     Table,
     TopicSettings,
 )
 from cdc_generator.config.providers import connect_refs
+from cdc_generator.config.sink_mode import one_sink
 from cdc_generator.config.tls import Tls
 from cdc_generator.errors import ConfigError, Problem
+from cdc_generator.sinkspec import ROUTER_KEY_FIELD, Captured, SinkSpec
 
-ROUTER_KEY_FIELD = "__dbz__physicalTableIdentifier"
+__all__ = ["CapturedTable", "Pipeline", "Plan", "SinkSpec", "SourceSpec", "build_plan"]
 #: Debezium's topic.heartbeat.prefix (default): heartbeats go to <it>.<topic.prefix>
 HEARTBEAT_TOPIC_PREFIX = "__debezium-heartbeat"
 
@@ -94,6 +94,7 @@ class _TableSet:
     topics: tuple[str, ...]
     filtered_tables: tuple[CapturedTable, ...]
     key_uniqueness: bool
+    for_sink: Captured
 
     @classmethod
     def of(cls, tables: tuple[CapturedTable, ...]) -> _TableSet:
@@ -108,25 +109,11 @@ class _TableSet:
             topics=tuple(sorted(feeds)),
             filtered_tables=tuple(t for t in tables if t.filter),
             key_uniqueness=any(len(schemas) > 1 for schemas in feeds.values()),
+            for_sink=Captured(topics=tuple(sorted(feeds)),
+                              schemas=tuple(sorted({t.schema for t in tables})),
+                              table_names=tuple(sorted({t.name for t in tables})),
+                              key_uniqueness=any(len(v) > 1 for v in feeds.values())),
         )
-
-
-@dataclass(frozen=True)
-class SinkSpec:
-    name: str
-    database: str  # the sink database, as configured (may be a ${env:VAR} reference)
-    target_schemas: tuple[str, ...]  # the schemas it writes into, sorted
-    connection_url: str
-    user: str
-    password: str
-    topics: tuple[str, ...]
-    collection_name_format: str
-    drop_key_field: str | None
-    tasks_max: int
-    batch_size: int = 4096
-    pool_size: int = 2
-    #: where records the sink cannot convert or transform go (None: it stops at them)
-    dead_letter_topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +137,11 @@ class Pipeline:
     @property
     def directory(self) -> str:
         return layout.pipelines_dir(self.service, self.environment)
+
+    @property
+    def renders_sink(self) -> bool:
+        """Whether this pipeline's files hold its sink (one sink may serve several)."""
+        return self.sink.owner == self.customer
 
 
 @dataclass(frozen=True)
@@ -181,7 +173,7 @@ def check(config: Config) -> list[Problem]:
 
 
 def collisions(pipelines: list[Pipeline], config: Config) -> list[Problem]:
-    return [*_collisions(pipelines, config), *sinktables.collisions(pipelines, config)]
+    return [*claims.collisions(pipelines, config), *sinktables.collisions(pipelines, config)]
 
 
 def _expand(config: Config, filters: rowfilter.TenantFilters | None) -> list[Pipeline]:
@@ -193,11 +185,14 @@ def _expand(config: Config, filters: rowfilter.TenantFilters | None) -> list[Pip
         dbs = _databases_of(group, svc)
         # a database's captured tables are the same in every environment
         captured = [_TableSet.of(_captured_tables(svc, group, db, filters)) for db in dbs]
-        pipelines.extend(
-            _pipeline(config, svc, group, env, db, tables=tables)
-            for env in config.environments
-            for db, tables in zip(dbs, captured, strict=True)
-        )
+        for env in config.environments:
+            # sinks: one-per-service: every tenant database's pipeline has the one sink
+            shared = (sinkspec.one_for_all(svc, env, [d.customer or "" for d in dbs],
+                                           [t.for_sink for t in captured])
+                      if one_sink(svc, group) and dbs else None)
+            pipelines.extend(
+                _pipeline(config, svc, group, env, db, tables=tables, sink=shared)
+                for db, tables in zip(dbs, captured, strict=True))
     return pipelines
 
 
@@ -224,7 +219,7 @@ def _captured_tables(service: Service, group: ServerGroup, db: Database,
 
 
 def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environment,
-              db: Database, *, tables: _TableSet) -> Pipeline:
+              db: Database, *, tables: _TableSet, sink: SinkSpec | None) -> Pipeline:
     customer = db.customer if group.type is GroupType.DB_PER_TENANT else None
     prefix = names.topic_prefix(service.name, customer)
     slot = names.slot_name(service.name, customer, env.name)
@@ -265,7 +260,7 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         snapshot_mode=env.snapshot_mode,
         topic_settings=env.topics,
     )
-    sink = _sink(service, env, customer, base, tables)
+    sink = sink or sinkspec.per_pipeline(service, env, customer, base, tables.for_sink)
     return Pipeline(
         service=service.name,
         environment=env.name,
@@ -282,37 +277,6 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
     )
 
 
-#: dead-letter topics: cdc-dlq.<sink connector name>, apart from every CDC topic (cdc.)
-DEAD_LETTER_PREFIX = "cdc-dlq"
-
-
-def _sink(service: Service, env: Environment, customer: str | None, base: str,
-          tables: _TableSet) -> SinkSpec:
-    ref = connect_refs(env.secrets, env.namespace)
-    sink_db = env.sink.database.value if env.sink.database else _sql_ident(service.name)
-    target_schema = _sql_ident(customer) if customer is not None else "${source.schema}"
-    target_schemas = ((target_schema,) if customer is not None
-                      else tuple(sorted({t.schema for t in tables.tables})))
-    return SinkSpec(
-        name=f"sink-{base}",
-        database=ref(sink_db),
-        target_schemas=target_schemas,
-        connection_url=(f"jdbc:postgresql://{ref(names.url_host(env.sink.host.value))}:"
-                        f"{ref(env.sink.port.value)}/{ref(sink_db)}"
-                        + (env.sink.tls.url_parameters() if env.sink.tls else "")),
-        user=ref(env.sink.user.value),
-        password=ref(env.sink.password.value),
-        topics=tables.topics,
-        collection_name_format=f"{target_schema}.${{source.table}}",
-        drop_key_field=ROUTER_KEY_FIELD if tables.key_uniqueness else None,
-        tasks_max=env.sink_tasks_max,
-        batch_size=env.sink_batch_size,
-        pool_size=env.sink_connection_pool_size,
-        dead_letter_topic=(f"{DEAD_LETTER_PREFIX}.sink-{base}" if env.sink.dead_letter_queue
-                           else None),
-    )
-
-
 def _filter(table: Table, customer: str | None,
             filters: rowfilter.TenantFilters | None) -> str | None:
     if table.filter is None:
@@ -320,81 +284,3 @@ def _filter(table: Table, customer: str | None,
     if filters is None:
         return table.filter
     return filters.canonical(table.filter, customer)
-
-
-_KAFKA_ALIKE = "('.' and '_' alike) "
-
-# Every name two connectors of one environment must not share, by kind: the one
-# list both the quick test and the search for the colliding pair read.
-_CLAIMS: tuple[tuple[str, Callable[[Pipeline], Iterable[str]]], ...] = (
-    ("replication slot", lambda p: (p.source.slot_name,)),
-    ("topic prefix", lambda p: (p.source.topic_prefix,)),
-    ("connector name", lambda p: (f"{p.namespace}/{p.source.name}",)),
-    ("topic", lambda p: p.sink.topics),  # = p.source.topics, sorted
-)
-# Kafka refuses a topic that equals another once '.' and '_' are the same: the
-# topic names above, so told apart (_any_shared tests them in bulk)
-_ALIKE = frozenset({"topic prefix", "topic"})
-_KAFKA_CLAIMS: tuple[tuple[str, Callable[[Pipeline], Iterable[str]]], ...] = (
-    (_KAFKA_ALIKE + "topic prefix", lambda p: (names.kafka_topic_key(p.source.topic_prefix),)),
-    (_KAFKA_ALIKE + "topic", lambda p: tuple(names.kafka_topic_key(t) for t in p.sink.topics)),
-)
-
-
-def _collisions(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
-    """Two connectors sharing a slot, topic prefix, topic or name lose data silently."""
-    if not _any_shared(pipelines):
-        return
-    origins = {s.name: s.origin for s in config.services}
-    seen: dict[tuple[str, str, str], Pipeline] = {}
-    for p in pipelines:
-        for kind, values in (*_CLAIMS, *_KAFKA_CLAIMS):
-            for value in values(p):
-                key = (p.environment, kind, value)
-                other = seen.setdefault(key, p)
-                if other is not p:
-                    what = f"{kind} {value!r} of {_who(p)}"
-                    if kind.startswith(_KAFKA_ALIKE):
-                        mine, theirs = _named(kind, value, p), _named(kind, value, other)
-                        if mine & theirs:
-                            continue  # the very same name: reported as such
-                        what = (f"{kind[len(_KAFKA_ALIKE):]} {min(mine)!r} of {_who(p)}, "
-                                f"the same to Kafka as {min(theirs)!r},")
-                    yield _origin(origins, p).problem(
-                        f"{what} collides with {_who(other)} in environment {p.environment!r}",
-                        "two connectors must never share a slot, topic prefix or topic, "
-                        "nor topics that differ only in '.' against '_' (Kafka refuses "
-                        "those): rename a service, customer or table",
-                    )
-                    seen[key] = p
-
-
-def _named(kind: str, key: str, p: Pipeline) -> set[str]:
-    """The names of `p` whose Kafka key is `key`."""
-    names_ = (p.source.topic_prefix,) if kind.endswith("prefix") else p.sink.topics
-    return {n for n in names_ if names.kafka_topic_key(n) == key}
-
-
-def _any_shared(pipelines: list[Pipeline]) -> bool:
-    """Whether any two pipelines of one environment share a name of one kind: the
-    quick test, in bulk set operations, before `_collisions` looks for which."""
-    by_env: dict[str, list[Pipeline]] = defaultdict(list)
-    for p in pipelines:
-        by_env[p.environment].append(p)
-    for ps in by_env.values():
-        for kind, values in _CLAIMS:
-            names_ = [v for p in ps for v in values(p)]
-            unique = set(names_)
-            if len(unique) != len(names_):
-                return True
-            if kind in _ALIKE and len({n.replace(".", "_") for n in unique}) != len(unique):
-                return True
-    return False
-
-
-def _who(p: Pipeline) -> str:
-    return f"service {p.service!r}" + (f" customer {p.customer!r}" if p.customer else "")
-
-
-def _origin(origins: dict[str, Origin], p: Pipeline) -> Origin:
-    return origins[p.service]

@@ -119,7 +119,7 @@ class Renderer:
         for pipeline in pipelines:
             for template_name, spec, role in (
                 (SOURCE_TEMPLATE, pipeline.source, "source"),
-                (SINK_TEMPLATE, pipeline.sink, "sink"),
+                *(((SINK_TEMPLATE, pipeline.sink, "sink"),) if pipeline.renders_sink else ()),
             ):
                 body = self._render_one(template_name, pipeline, role, spec)
                 header = self._header(plan, pipeline, template_name)
@@ -135,7 +135,8 @@ class Renderer:
         for p in plan.pipelines:
             by_dir[p.service, p.environment, p.service_file].append(p)
         for (service, environment, service_file), pipelines in by_dir.items():
-            resources = [f"{spec.name}.yaml" for p in pipelines for spec in (p.source, p.sink)]
+            resources = [f"{spec.name}.yaml" for p in pipelines
+                         for spec in (p.source, *((p.sink,) if p.renders_sink else ()))]
             yield RenderedFile(layout.kustomization(service, environment),
                                _kustomization(plan, service_file, resources))
             sql = sink_sql.render(plan, pipelines)

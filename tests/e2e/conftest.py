@@ -83,7 +83,8 @@ class Pipelines:
     def lag(self) -> int:
         """Records the sinks have not consumed yet."""
         stack = self.running.stack
-        return sum(group_lag(stack.bootstrap, f"connect-{c.name}", c.config["topics"].split(","))
+        return sum(group_lag(stack.bootstrap, f"connect-{c.name}",
+                             pl.sink_topics(stack.bootstrap, c))
                    for c in pl.sinks(self.running.connectors))
 
 

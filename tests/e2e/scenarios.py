@@ -72,6 +72,13 @@ server_groups:
       - {{name: e2e_pt_alpha, customer: alpha}}
       # a customer id that is an SQL keyword: its sink schema must be quoted
       - {{name: e2e_pt_user, customer: user}}
+  - name: e2eone
+    server_group_type: db-per-tenant
+    service: e2eone
+    server: {PG_SERVER_BLOCK}
+    databases:
+      - {{name: e2e_one_beta, customer: beta}}
+      - {{name: e2e_one_order, customer: order}}
 """
 
 SERVICES = {
@@ -130,9 +137,15 @@ SERVICES = {
             - {schema: public, name: docs, primary_key: id}
         """,
 }
+#: the same tables, and one sink for both tenant databases
+SERVICES["e2eone"] = (SERVICES["e2ept"].replace("e2ept", "e2eone").rstrip(" ")
+                      + "        sinks: one-per-service\n")
 
 TENANT_SCHEMAS = ("tenant_a", "tenant_b")
-CUSTOMERS = ("alpha", "user")
+#: db-per-tenant service -> (scenario, its tenant databases' prefix, its two customers)
+PER_TENANT = {"e2ept": ("per-tenant", "e2e_pt_", ("alpha", "user")),
+              # one sink for all tenants; a customer id that is an SQL keyword too
+              "e2eone": ("per-tenant one sink", "e2e_one_", ("beta", "order"))}
 
 # --------------------------------------------------------------------------- tables
 
@@ -230,8 +243,9 @@ ALTER TABLE public.notes FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_only ON public.notes USING (tenant = current_setting('app.tenant', true));
 INSERT INTO public.notes VALUES (1, 't1', 'x'), (2, 't2', 'y'), (3, 't1', 'z');
 """,
-    "e2e_pt_alpha": _pt_ddl("alpha", "user"),
-    "e2e_pt_user": _pt_ddl("user", "alpha"),
+    **{f"{db}{me}": _pt_ddl(me, other)
+       for _scenario, db, pair in PER_TENANT.values()
+       for me, other in (pair, pair[::-1])},
 }
 
 #: the sink databases: one per service (the default sink database name)
@@ -244,7 +258,8 @@ SINK_DATABASES = tuple(SERVICES)
 _EXACT = "(id int PRIMARY KEY, c_num_free numeric)"
 SINK_DDL = {
     "e2ecol": f"CREATE TABLE public.typed {_EXACT};",
-    "e2ept": "\n".join(f'CREATE TABLE "{c}".typed {_EXACT};' for c in CUSTOMERS),
+    **{service: "\n".join(f'CREATE TABLE "{c}".typed {_EXACT};' for c in customers)
+       for service, (_scenario, _db, customers) in PER_TENANT.items()},
 }
 
 
@@ -265,20 +280,21 @@ def expectations() -> list[Expectation]:
         for table in ("items", "docs"):
             out.append(Expectation("schema", "e2e_sch_db", f"{schema}.{table}", "e2esch",
                                    f"{schema}.{table}", ("id",)))
-    for customer in CUSTOMERS:
-        db = f"e2e_pt_{customer}"
-        out += [
-            Expectation("per-tenant", db, "public.orders", "e2ept", f"{customer}.orders",
-                        ("id",), f"tenant = '{customer}'"),
-            Expectation("per-tenant", db, "public.order_lines", "e2ept",
-                        f"{customer}.order_lines", ("order_id", "line_no")),
-            Expectation("per-tenant", db, "public.typed", "e2ept", f"{customer}.typed", ("id",)),
-            Expectation("per-tenant", db, "public.docs", "e2ept", f"{customer}.docs", ("id",)),
-        ]
+    for service, (scenario, prefix, customers) in PER_TENANT.items():
+        for customer in customers:
+            db = f"{prefix}{customer}"
+            out += [
+                Expectation(scenario, db, "public.orders", service, f"{customer}.orders",
+                            ("id",), f"tenant = '{customer}'"),
+                Expectation(scenario, db, "public.order_lines", service,
+                            f"{customer}.order_lines", ("order_id", "line_no")),
+                Expectation(scenario, db, "public.typed", service, f"{customer}.typed", ("id",)),
+                Expectation(scenario, db, "public.docs", service, f"{customer}.docs", ("id",)),
+            ]
     return out
 
 
-SCENARIOS = ("column", "schema", "rls", "per-tenant")
+SCENARIOS = ("column", "schema", "rls", *(s for s, _db, _c in PER_TENANT.values()))
 
 # --------------------------------------------------------------------------- workload
 
@@ -292,8 +308,10 @@ class Phase:
 
 
 def _both_customers(text: Callable[[str, str], str]) -> dict[str, str]:
-    return {f"e2e_pt_{me}": text(me, other)
-            for me, other in (("alpha", "user"), ("user", "alpha"))}
+    """`text(me, other)` for each tenant database of each db-per-tenant service."""
+    return {f"{db}{me}": text(me, other)
+            for _scenario, db, pair in PER_TENANT.values()
+            for me, other in (pair, pair[::-1])}
 
 
 def _per_schema(text: Callable[[str], str]) -> str:

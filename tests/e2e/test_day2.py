@@ -4,7 +4,9 @@ One config, changed the way a pull request would while writes go on:
 
 * db-shared (schema isolation): a table with 10,000 existing rows added, and a tenant
   schema added;
-* db-per-tenant: a filtered table added, a tenant database added, a tenant removed.
+* db-per-tenant: a filtered table added, a tenant database added, a tenant removed;
+  the same with one sink for all tenants (sinks: one-per-service), which picks the
+  new tenant's topics up by its topics.regex, its config unchanged.
 
 The new manifests are deployed as Argo CD would (the connectors' configs replaced,
 created, deleted through the Connect REST API), then `apply --connect-url --prune`
@@ -59,7 +61,13 @@ environments:
     service: d2tenant
     server: {PG_SERVER_BLOCK}
     databases:
-""" + "".join(f"      - {{name: d2_t_{t}, customer: {t}}}\n" for t in tenants)
+""" + "".join(f"      - {{name: d2_t_{t}, customer: {t}}}\n" for t in tenants) + f"""\
+  - name: d2one
+    server_group_type: db-per-tenant
+    service: d2one
+    server: {PG_SERVER_BLOCK}
+    databases:
+""" + "".join(f"      - {{name: d2_o_{t}, customer: {t}}}\n" for t in tenants)
 
 
 def services(grown: bool) -> dict[str, str]:
@@ -69,9 +77,9 @@ def services(grown: bool) -> dict[str, str]:
     return {
         "d2shared": ("service: d2shared\nserver_group: d2shared\nsource:\n  type: postgres\n"
                      "  tables:\n    - {name: items, primary_key: id}\n" + extra),
-        "d2tenant": ("service: d2tenant\nserver_group: d2tenant\nsource:\n  type: postgres\n"
-                     "  tables:\n    - {schema: public, name: orders, primary_key: id}\n"
-                     + notes),
+        **{name: (f"service: {name}\nserver_group: {name}\n{sinks}source:\n  type: postgres\n"
+                  "  tables:\n    - {schema: public, name: orders, primary_key: id}\n" + notes)
+           for name, sinks in (("d2tenant", ""), ("d2one", "sinks: one-per-service\n"))},
     }
 
 
@@ -105,12 +113,13 @@ def expectations(schemas: list[str], tenants: list[str], grown: bool) -> list[Ex
     if grown:
         out += [Expectation("d2shared", "d2_shared_db", f"{s}.extra", "d2shared",
                             f"{s}.extra", ("id",)) for s in schemas]
-    for t in tenants:
-        out.append(Expectation("d2tenant", f"d2_t_{t}", "public.orders", "d2tenant",
-                               f"{t}.orders", ("id",)))
-        if grown:
-            out.append(Expectation("d2tenant", f"d2_t_{t}", "public.notes", "d2tenant",
-                                   f"{t}.notes", ("id",), f"owner = '{t}'"))
+    for service, db in (("d2tenant", "d2_t_"), ("d2one", "d2_o_")):
+        for t in tenants:
+            out.append(Expectation(service, f"{db}{t}", "public.orders", service,
+                                   f"{t}.orders", ("id",)))
+            if grown:
+                out.append(Expectation(service, f"{db}{t}", "public.notes", service,
+                                       f"{t}.notes", ("id",), f"owner = '{t}'"))
     return out
 
 
@@ -125,7 +134,8 @@ class Writer:
 
     def run(self) -> None:
         try:
-            with self.pg.connect("d2_shared_db") as shared, self.pg.connect("d2_t_a") as a:
+            with self.pg.connect("d2_shared_db") as shared, self.pg.connect("d2_t_a") as a, \
+                    self.pg.connect("d2_o_a") as one_a:
                 n = 1000
                 while not self.stop.is_set():
                     n += 1
@@ -138,7 +148,10 @@ class Writer:
                     a.execute("INSERT INTO public.notes VALUES (%s, 'a', 'live')", (n,))
                     a.execute("UPDATE public.orders SET item = 'changed' WHERE id = %s",
                               (n % 20 + 1,))
-                    self.rows += 6
+                    one_a.execute("INSERT INTO public.notes VALUES (%s, 'a', 'live')", (n,))
+                    one_a.execute("UPDATE public.orders SET item = 'changed' WHERE id = %s",
+                                  (n % 20 + 1,))
+                    self.rows += 8
                     time.sleep(0.02)
         except BaseException as exc:
             self.error = exc
@@ -162,7 +175,7 @@ class _Capture:
         pass
 
 
-SERVICES = ("d2shared", "d2tenant")
+SERVICES = ("d2shared", "d2tenant", "d2one")
 
 
 def each_service(root: Path, command: str, *extra: str) -> tuple[int, list[dict[str, str]]]:
@@ -200,8 +213,9 @@ def day2(pipelines: Pipelines, tmp_path_factory: pytest.TempPathFactory,
         monkeypatch_module.setenv(name, value)  # plan/apply connect as the worker does
     root = tmp_path_factory.mktemp("day2") / "repo"
     write(root, ["t1"], ["a", "b"], grown=False)
-    ddl = {"d2_shared_db": shared_ddl(), **{f"d2_t_{t}": tenant_ddl(t) for t in "abc"}}
-    with pl.databases(pg, ddl), pl.databases(sink, {"d2shared": "", "d2tenant": ""}):
+    ddl = {"d2_shared_db": shared_ddl(),
+           **{f"{db}{t}": tenant_ddl(t) for t in "abc" for db in ("d2_t_", "d2_o_")}}
+    with pl.databases(pg, ddl), pl.databases(sink, dict.fromkeys(SERVICES, "")):
         pl.apply_generated_sql(pg, sink, root, environment=ENVIRONMENT, sources=False)
         code, applied = each_service(root, "apply")  # the source side is apply's
         assert code == 0, applied
@@ -214,7 +228,8 @@ def day2(pipelines: Pipelines, tmp_path_factory: pytest.TempPathFactory,
                        lag=lambda: 0, timeout=90, what="day-2 start")
             yield stack, root
         finally:
-            now = set(stack.connectors()) & (running | {"source-d2tenant-c", "sink-d2tenant-c"})
+            now = set(stack.connectors()) & (running | {"source-d2tenant-c", "sink-d2tenant-c",
+                                                        "source-d2one-c"})
             for name in now:
                 with contextlib.suppress(Exception):
                     stack.delete(name)
@@ -291,6 +306,29 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
         yield patch
 
 
+def _check_plan(planned: list[dict[str, str]], old: dict[str, connect.GeneratedConnector],
+                new: dict[str, connect.GeneratedConnector]) -> None:
+    """What `plan` lists for the change, and what the one sink for all tenants gets."""
+    planned_actions = actions(planned)
+    assert ("backfill-table", "source-d2shared", "t2.extra") in planned_actions
+    assert ("backfill-table", "source-d2tenant-a", "public.notes") in planned_actions
+    assert ("create-publication", "source-d2tenant-c", "cdc_d2tenant_c_nonprod") \
+        in planned_actions
+    assert ("drop-slot", "", "cdc_d2tenant_b_nonprod") in planned_actions
+    assert ("create-publication", "source-d2one-c", "cdc_d2one_c_nonprod") \
+        in planned_actions
+    assert ("drop-slot", "", "cdc_d2one_b_nonprod") in planned_actions
+    # one sink for all tenants: tenant c comes with no sink of its own, and the
+    # sink's config changes only by the table added (notes)
+    assert "sink-d2one-c" not in new
+    before, after = old["sink-d2one"].rest_config(), new["sink-d2one"].rest_config()
+    assert {k for k in before.keys() | after.keys()
+            if before.get(k) != after.get(k)} == {"topics.regex"}
+    assert after["topics.regex"].endswith(r"\.[^.]+\.(notes|orders)")
+    backfills = [a for a in planned if a["action"] == "backfill-table"]
+    assert all("once the connector runs with it" in a["note"] for a in backfills)
+
+
 def test_add_tables_schema_and_tenant_remove_a_tenant(day2: tuple[Stack, Path],
                                                       pipelines: Pipelines) -> None:
     stack, root = day2
@@ -306,14 +344,7 @@ def test_add_tables_schema_and_tenant_remove_a_tenant(day2: tuple[Stack, Path],
         url = ("--connect-url", stack.connect_url)
         code, planned = each_service(root, "plan", *url)
         assert code == 1
-        planned_actions = actions(planned)
-        assert ("backfill-table", "source-d2shared", "t2.extra") in planned_actions
-        assert ("backfill-table", "source-d2tenant-a", "public.notes") in planned_actions
-        assert ("create-publication", "source-d2tenant-c", "cdc_d2tenant_c_nonprod") \
-            in planned_actions
-        assert ("drop-slot", "", "cdc_d2tenant_b_nonprod") in planned_actions
-        backfills = [a for a in planned if a["action"] == "backfill-table"]
-        assert all("once the connector runs with it" in a["note"] for a in backfills)
+        _check_plan(planned, old, new)
 
         started = time.monotonic()
         deploy_and_apply(stack, root, old, new)
@@ -324,7 +355,9 @@ def test_add_tables_schema_and_tenant_remove_a_tenant(day2: tuple[Stack, Path],
             ("d2shared", "t1.extra", BACKFILLED_ROWS): BACKFILLED_ROWS,
             ("d2shared", "t2.extra", BACKFILLED_ROWS): BACKFILLED_ROWS,
             ("d2shared", "t2.items", 50): 50, ("d2tenant", "a.notes", 300): 150,
-            ("d2tenant", "c.notes", 300): 150, ("d2tenant", "c.orders", 20): 20}, timeout=240)
+            ("d2tenant", "c.notes", 300): 150, ("d2tenant", "c.orders", 20): 20,
+            ("d2one", "a.notes", 300): 150, ("d2one", "c.notes", 300): 150,
+            ("d2one", "c.orders", 20): 20}, timeout=240)
         log.warning("day-2: backfills in the targets %.1fs after the deploy, writes going on "
                     "(%s)", backfilled, writer.rows)
     finally:
@@ -344,9 +377,10 @@ def test_add_tables_schema_and_tenant_remove_a_tenant(day2: tuple[Stack, Path],
                 time.monotonic() - started, writer.rows, 2 * BACKFILLED_ROWS)
     with pg.connect() as conn:
         slots = {r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots")}
-    assert "cdc_d2tenant_b_nonprod" not in slots
-    with pg.connect("d2_t_b") as conn:
-        assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+    assert {"cdc_d2tenant_b_nonprod", "cdc_d2one_b_nonprod"}.isdisjoint(slots)
+    for db in ("d2_t_b", "d2_o_b"):
+        with pg.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
     for command in ("apply", "plan"):
         extra = ("--prune",) if command == "apply" else ()
         code, again = each_service(root, command, "--connect-url", stack.connect_url, *extra)

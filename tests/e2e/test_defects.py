@@ -125,7 +125,7 @@ class Running:
         the sink consumed every record."""
         source = pl.sources(self.connectors[case.name])[0]
         sink = pl.sinks(self.connectors[case.name])[0]
-        topics = sink.config["topics"].split(",")
+        topics = pl.sink_topics(self.stack.bootstrap, sink)
         deadline = time.monotonic() + timeout
         with self.source_pg.connect(case.db) as conn:
             (now,) = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone() or ("",)

@@ -282,12 +282,13 @@ class Faults:
 
     def topics(self, service: str) -> list[str]:
         return sorted({t for c in pl.sinks(self.of(service))
-                       for t in c.config["topics"].split(",")})
+                       for t in pl.sink_topics(self.stack.bootstrap, c)})
 
     def lag(self, service: str) -> int:
         """Records the service's sinks have not consumed yet (their groups' lag)."""
         return sum(group_lag(self.stack.bootstrap, f"connect-{c.name}",
-                             c.config["topics"].split(",")) for c in pl.sinks(self.of(service)))
+                             pl.sink_topics(self.stack.bootstrap, c))
+                   for c in pl.sinks(self.of(service)))
 
     def run(self, name: str, inject: Callable[[], None]) -> list[Row]:
         """Writes going on, `inject` the fault (it returns once the faulty part is back),

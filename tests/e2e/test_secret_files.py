@@ -12,7 +12,7 @@ import pytest
 from cdc_generator import connect, localpg
 
 from . import pipelines as pl
-from .conftest import ENVIRONMENT
+from .conftest import running_pipelines
 from .reconcile import Expectation, wait_equal
 from .scenarios import E2E_SINK, PG_SERVER_BLOCK, write_config
 from .stack import Stack
@@ -59,14 +59,9 @@ def running(shared_stack: Stack, pg_server: localpg.LocalPostgres,
                         services={"e2esecf": SERVICE})
     ddl = ("CREATE TABLE public.items (id int PRIMARY KEY, label text);"
            "INSERT INTO public.items SELECT g, 'seed' FROM generate_series(1, 25) g;")
-    with pl.databases(pg_server, {"e2e_secf_a": ddl}), pl.databases(sink_pg, {"e2esecf": ""}):
-        pl.apply_generated_sql(pg_server, sink_pg, root, environment=ENVIRONMENT)
-        connectors = connect.load_generated(root, environment=ENVIRONMENT)
-        running = pl.start_connectors(shared_stack, connectors)
-        try:
-            yield running.connectors
-        finally:
-            pl.stop_connectors(shared_stack, connectors, pg_server)
+    with running_pipelines(shared_stack, pg_server, sink_pg, roots=[root],
+                           ddl={"e2e_secf_a": ddl}, sink_dbs=["e2esecf"], sink_ddl={}) as running:
+        yield running.connectors
 
 
 def test_every_setting_comes_from_a_file(running: list[connect.GeneratedConnector],

@@ -77,6 +77,13 @@ class Command(Protocol):
     def run(self, options: Options) -> Report: ...
 
 
+def rest_url(text: str) -> str:
+    """The argparse type of --connect-url (cdc_generator.connect, imported when used)."""
+    from cdc_generator.connect import rest_url as checked
+
+    return checked(text)
+
+
 def _command(name: str) -> Command:
     module: Command = importlib.import_module(COMMANDS[name][0])
     return module

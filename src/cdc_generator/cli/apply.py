@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cdc_generator.cli import plan as plan_command
@@ -14,13 +13,10 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Options:
-    root: Path
-    environment: str
-    service: str | None
-    connect_url: str | None
-    dsn: str | None
-    prune: bool
+class Options(plan_command.Options):
+    """plan's options (without --since), and --prune."""
+
+    prune: bool = False
     label = "apply"
 
 
@@ -33,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options(args: argparse.Namespace) -> Options:
     return Options(args.root, args.environment, args.service, args.connect_url, args.dsn,
-                   args.prune)
+                   prune=args.prune)
 
 
 def run(options: Options) -> Report:
@@ -41,8 +37,7 @@ def run(options: Options) -> Report:
     from cdc_generator.config.repo import load_config
     from cdc_generator.report import EXIT_FAIL, EXIT_OK, Report
 
-    plan = plan_command.gathered(plan_command.Options(
-        options.root, options.environment, options.service, options.connect_url, options.dsn))
+    plan = plan_command.gathered(options)
     outcomes = liveplan.apply(load_config(options.root), plan, prune=options.prune,
                               dsn=options.dsn)
     left = [o for o in outcomes if o.status != "done"]

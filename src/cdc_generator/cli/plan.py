@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cdc_generator.cli import rest_url
+
 if TYPE_CHECKING:
     from cdc_generator.liveplan import LivePlan
     from cdc_generator.report import Report
@@ -21,12 +23,6 @@ class Options:
     dsn: str | None
     since: str | None = None
     label = "plan"
-
-
-def _rest_url(text: str) -> str:
-    from cdc_generator.connect import rest_url
-
-    return rest_url(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +44,7 @@ def add_live_arguments(parser: argparse.ArgumentParser, *,
     parser.add_argument("--service", metavar="S",
                         help="only this service's databases (slots and publications no "
                              "configured pipeline owns are named either way)")
-    parser.add_argument("--connect-url", metavar="URL", type=_rest_url,
+    parser.add_argument("--connect-url", metavar="URL", type=rest_url,
                         help="the Kafka Connect REST URL: backfills wait until the connector "
                              "runs with the table")
     parser.add_argument("--dsn", help="connect with this libpq DSN instead of the server "

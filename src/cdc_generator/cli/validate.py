@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cdc_generator.cli import rest_url
+
 if TYPE_CHECKING:
     from cdc_generator.report import Report
 
@@ -23,14 +25,8 @@ class Options:
         return "validate --connect-url" if self.connect_url else "validate"
 
 
-def _rest_url(text: str) -> str:
-    from cdc_generator.connect import rest_url
-
-    return rest_url(text)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connect-url", metavar="URL", type=_rest_url,
+    parser.add_argument("--connect-url", metavar="URL", type=rest_url,
                         help="Kafka Connect REST URL: validate every generated connector there")
     parser.add_argument("--environment", help="only this environment's pipelines "
                         "(the whole config is still loaded and checked)")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdc_generator import names, rowfilter
+from cdc_generator.config import sink_mode
 from cdc_generator.config.model import (
     DEFAULT_SCHEMA,
     Config,
@@ -286,6 +287,7 @@ def _services(config: Config, unread: Unread) -> Iterator[Problem]:
                 f"add a database with 'service: {service.name}' to group {group.name!r} in "
                 f"{config.groups_file}, or name the group that has one",
             )
+        yield from sink_mode.problems(service, group, config.groups_file)
         yield from _tables(service, group)
 
 

@@ -203,6 +203,7 @@ class Service:
     keys: KeyOrigins = ()
     state: str = "running"  # the connectors' state where `states` names none
     states: tuple[tuple[str, str], ...] = ()  # (environment, state)
+    sinks: str | None = None  # one-per-tenant, one-per-service; None: as the group's type
 
     def state_in(self, environment: str) -> str:
         return dict(self.states).get(environment, self.state)
@@ -376,7 +377,7 @@ def build_service(doc: Document, skip: frozenset[int] = frozenset()) -> Service:
             )
         )
     origin = Origin.of(doc, ())
-    keys = _key_origins(doc, (), origin, raw, ("service", "server_group", "state"))
+    keys = _key_origins(doc, (), origin, raw, ("service", "server_group", "state", "sinks"))
     state = raw.get("state", "running")
     states: dict[str, str] = {}
     if isinstance(state, dict):
@@ -393,4 +394,5 @@ def build_service(doc: Document, skip: frozenset[int] = frozenset()) -> Service:
         keys=keys,
         state=str(state),
         states=tuple(sorted(states.items())),
+        sinks=raw.get("sinks"),
     )
