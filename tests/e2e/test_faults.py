@@ -1,7 +1,8 @@
 """Faults injected into running generated pipelines, on the real engine (`nox -s faults`).
 
-While a bounded write load (inserts, updates, deletes) runs against the sources of both
-patterns (db-shared with a schema per tenant, and db-per-tenant), each fault is injected
+While a bounded write load (inserts, updates, deletes) runs against the sources of every
+pattern (db-shared with a schema per tenant, db-per-tenant with a sink per tenant, and
+db-per-tenant with one sink for all tenants), each fault is injected
 in turn: the Connect worker SIGKILLed, the source PostgreSQL restarted (fast and
 immediate shutdown), a Kafka broker restarted, the sink database down for 30 s, a
 rolling restart of the two-worker Connect cluster, and the connectors paused, stopped
@@ -77,7 +78,13 @@ environments:
     service: ftenant
     server: {PG_SERVER_BLOCK}
     databases:
-""" + "".join(f"      - {{name: f_t_{t}, customer: {t}}}\n" for t in TENANT_DBS)
+""" + "".join(f"      - {{name: f_t_{t}, customer: {t}}}\n" for t in TENANT_DBS) + f"""\
+  - name: fone
+    server_group_type: db-per-tenant
+    service: fone
+    server: {PG_SERVER_BLOCK}
+    databases:
+""" + "".join(f"      - {{name: f_o_{t}, customer: {t}}}\n" for t in TENANT_DBS)
 
 SERVICES = {
     "fshared": """\
@@ -96,6 +103,15 @@ SERVICES = {
           tables:
             - {schema: public, name: orders, primary_key: id}
         """,
+    "fone": """\
+        service: fone
+        server_group: fone
+        sinks: one-per-service
+        source:
+          type: postgres
+          tables:
+            - {schema: public, name: orders, primary_key: id}
+        """,
 }
 
 TABLE_DDL = "(id int PRIMARY KEY, label text NOT NULL, n int NOT NULL DEFAULT 0)"
@@ -107,25 +123,28 @@ def source_ddl() -> dict[str, str]:
                        for s in TENANT_SCHEMAS)
     tenant = (f"CREATE TABLE public.orders {TABLE_DDL};"
               "INSERT INTO public.orders SELECT g, 'seed', 0 FROM generate_series(1, 200) g;")
-    return {"f_shared_db": shared, **{f"f_t_{t}": tenant for t in TENANT_DBS}}
+    return {"f_shared_db": shared, **{f"{db}{t}": tenant for t in TENANT_DBS
+                                      for db in ("f_t_", "f_o_")}}
 
 
 #: pattern -> its service
-PATTERNS = {"db-shared (schema per tenant)": "fshared", "db-per-tenant": "ftenant"}
+PATTERNS = {"db-shared (schema per tenant)": "fshared", "db-per-tenant": "ftenant",
+            "db-per-tenant, one sink": "fone"}
 
 
 def expectations(service: str | None = None) -> list[Expectation]:
     """What the targets must hold: of one service, or of both."""
     out = [Expectation("fshared", "f_shared_db", f"{s}.items", "fshared", f"{s}.items", ("id",))
            for s in TENANT_SCHEMAS]
-    out += [Expectation("ftenant", f"f_t_{t}", "public.orders", "ftenant", f"{t}.orders",
-                        ("id",)) for t in TENANT_DBS]
+    out += [Expectation(service, f"{db}{t}", "public.orders", service, f"{t}.orders",
+                        ("id",)) for t in TENANT_DBS
+            for service, db in (("ftenant", "f_t_"), ("fone", "f_o_"))]
     return [e for e in out if service is None or e.sink_db == service]
 
 
 #: (database, table) the writer writes
 TARGETS = [("f_shared_db", f"{s}.items") for s in TENANT_SCHEMAS] + \
-          [(f"f_t_{t}", "public.orders") for t in TENANT_DBS]
+          [(f"{db}{t}", "public.orders") for t in TENANT_DBS for db in ("f_t_", "f_o_")]
 
 
 @dataclass
@@ -408,7 +427,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
         stack = cleanup.enter_context(start_stack(tmp_path_factory.mktemp("faults-stack"),
                                                   env=env, brokers=BROKERS, workers=2))
         cleanup.enter_context(pl.databases(source, source_ddl()))
-        cleanup.enter_context(pl.databases(sink, {"fshared": "", "ftenant": ""}))
+        cleanup.enter_context(pl.databases(sink, dict.fromkeys(SERVICES, "")))
         pl.apply_generated_sql(source, sink, root, environment=ENVIRONMENT)
         connectors = connect.load_generated(root, environment=ENVIRONMENT)
         with stack.keep_logs_on_failure("faults start"):
