@@ -39,7 +39,7 @@ _k8s = cache(names.k8s)
 _sql_ident = cache(names.sql_ident)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CapturedTable:
     schema: str
     name: str
@@ -52,7 +52,7 @@ class CapturedTable:
         return f"{self.schema}.{self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceSpec:
     name: str
     database: str
@@ -83,7 +83,7 @@ class SourceSpec:
     tls: Tls | None = None  # TLS to the source database (server.tls)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _TableSet:
     """A database's captured tables and the SourceSpec fields made of them: the
     same in every environment, so worked out once per database."""
@@ -116,7 +116,7 @@ class _TableSet:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pipeline:
     """One source + sink pair: a db-shared service, or one tenant database."""
 
@@ -144,7 +144,7 @@ class Pipeline:
         return self.sink.owner == self.customer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     pipelines: tuple[Pipeline, ...]
     groups_file: str

@@ -20,7 +20,7 @@ _regex_literal = cache(names.java_regex_literal)
 _sql_ident = cache(names.sql_ident)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SinkSpec:
     name: str
     database: str  # the sink database, as configured (may be a ${env:VAR} reference)
@@ -47,7 +47,7 @@ class SinkSpec:
     tenant_route_replacement: str = "$1"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Captured:
     """What a sink needs to know of one source's captured tables."""
 
