@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from cdc_generator import control, names
+from cdc_generator import names
 from cdc_generator.config.model import Config
 from cdc_generator.errors import Problem
 
@@ -50,8 +50,7 @@ def collisions(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
 
 def _control_of(p: Pipeline) -> tuple[str, ...]:
     """The topics of `p`'s control tables (control.py): never a sink's to read."""
-    return tuple(f"{p.source.topic_prefix}.{t}"
-                 for t in control.Control.of(p.source.slot_name).tables)
+    return tuple(f"{p.source.topic_prefix}.{t}" for t in p.source.control_tables)
 
 
 def _control_topics(pipelines: list[Pipeline], config: Config) -> Iterator[Problem]:
@@ -144,6 +143,5 @@ def _any_shared(pipelines: list[Pipeline]) -> bool:
 
 def _who(p: Pipeline, name: str = "") -> str:
     """The pipeline, or the service when `name` is its sink for all tenants."""
-    customer = None if name.endswith(f"/{p.sink.name}") else p.customer
-    customer = p.sink.customer if customer is None and p.sink.customer else customer
+    customer = p.sink.customer if name.endswith(f"/{p.sink.name}") else p.customer
     return f"service {p.service!r}" + (f" customer {customer!r}" if customer else "")

@@ -36,7 +36,6 @@ HEARTBEAT_TOPIC_PREFIX = "__debezium-heartbeat"
 # thousands of tenants repeat the same few table names.
 _regex_literal = cache(names.java_regex_literal)
 _k8s = cache(names.k8s)
-_sql_ident = cache(names.sql_ident)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +77,7 @@ class SourceSpec:
     signal_data_collection: str  # the signal table (control.py)
     #: topics of control traffic only: Debezium's heartbeats, control tables (kept a day)
     control_topics: str
+    control_tables: tuple[str, ...]  # their names in the control schema (control.py)
     snapshot_mode: str
     topic_settings: TopicSettings
     tls: Tls | None = None  # TLS to the source database (server.tls)
@@ -101,18 +101,20 @@ class _TableSet:
         feeds: dict[str, set[str]] = defaultdict(set)
         for t in tables:
             feeds[t.topic].add(t.schema)
+        topics = tuple(sorted(feeds))
+        key_uniqueness = any(len(schemas) > 1 for schemas in feeds.values())
         return cls(
             tables=tables,
             table_include_list=",".join(_regex_literal(t.qualified) for t in tables),
             message_key_columns=";".join(
                 f"{_regex_literal(t.qualified)}:{','.join(t.primary_key)}" for t in tables),
-            topics=tuple(sorted(feeds)),
+            topics=topics,
             filtered_tables=tuple(t for t in tables if t.filter),
-            key_uniqueness=any(len(schemas) > 1 for schemas in feeds.values()),
-            for_sink=Captured(topics=tuple(sorted(feeds)),
+            key_uniqueness=key_uniqueness,
+            for_sink=Captured(topics=topics,
                               schemas=tuple(sorted({t.schema for t in tables})),
                               table_names=tuple(sorted({t.name for t in tables})),
-                              key_uniqueness=any(len(v) > 1 for v in feeds.values())),
+                              key_uniqueness=key_uniqueness),
         )
 
 
@@ -257,6 +259,7 @@ def _pipeline(config: Config, service: Service, group: ServerGroup, env: Environ
         signal_data_collection=ctl.signal_qualified,
         control_topics=",".join((f"{_regex_literal(HEARTBEAT_TOPIC_PREFIX)}\\.{escaped}",
                                  *(f"{escaped}\\.{_regex_literal(t)}" for t in ctl.tables))),
+        control_tables=ctl.tables,
         snapshot_mode=env.snapshot_mode,
         topic_settings=env.topics,
     )

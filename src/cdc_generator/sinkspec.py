@@ -5,7 +5,7 @@ one-per-service`, config/sink_mode.py)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache
 
 from cdc_generator import names
@@ -61,8 +61,8 @@ def per_pipeline(service: Service, env: Environment, customer: str | None, base:
                  captured: Captured) -> SinkSpec:
     """A db-shared service's sink, or one tenant database's."""
     target_schema = _sql_ident(customer) if customer is not None else "${source.schema}"
-    return replace(
-        _base(service, env, f"sink-{base}"),
+    return _spec(
+        service, env, f"sink-{base}",
         target_schemas=(target_schema,) if customer is not None else captured.schemas,
         topics=captured.topics,
         collection_name_format=f"{target_schema}.${{source.table}}",
@@ -77,11 +77,10 @@ def one_for_all(service: Service, env: Environment, customers: Sequence[str],
     """One sink for every tenant database of a db-per-tenant service: it reads the
     topics of any customer (one added later too) and writes <customer>.<table>: the
     router makes the topic the customer, `${topic}.${source.table}` the target."""
-    name = f"sink-{names.k8s(service.name)}"
     escaped = _regex_literal(names.topic_prefix(service.name, None))
     tables = sorted({t for c in captured for t in c.table_names})
-    return replace(
-        _base(service, env, name),
+    return _spec(
+        service, env, f"sink-{names.k8s(service.name)}",
         target_schemas=tuple(sorted(_sql_ident(c) for c in customers)),
         topics=tuple(sorted(t for c in captured for t in c.topics)),
         # Debezium puts the topic in with its dots made '_': the router leaves the
@@ -89,31 +88,40 @@ def one_for_all(service: Service, env: Environment, customers: Sequence[str],
         collection_name_format="${topic}.${source.table}",
         drop_key_field=(ROUTER_KEY_FIELD if any(c.key_uniqueness for c in captured)
                         else None),
+        customer=None,
         owner=customers[0],
         topics_regex=f"{escaped}\\.[^.]+\\.({'|'.join(_regex_literal(t) for t in tables)})",
         tenant_route_regex=f"{escaped}\\.([^.]+)\\.[^.]+",
     )
 
 
-def _base(service: Service, env: Environment, name: str) -> SinkSpec:
-    """What every sink of `service` in `env` has: where it writes, how, how much."""
+def _spec(service: Service, env: Environment, name: str, *, target_schemas: tuple[str, ...],
+          topics: tuple[str, ...], collection_name_format: str, drop_key_field: str | None,
+          customer: str | None, owner: str | None, topics_regex: str | None = None,
+          tenant_route_regex: str | None = None) -> SinkSpec:
+    """The sink `name` of `service` in `env`: where it writes, how and how much are the
+    environment's; what it reads and where each record goes, the caller's."""
     ref = connect_refs(env.secrets, env.namespace)
     sink_db = env.sink.database.value if env.sink.database else _sql_ident(service.name)
     return SinkSpec(
         name=name,
         database=ref(sink_db),
-        target_schemas=(),
+        target_schemas=target_schemas,
         connection_url=(f"jdbc:postgresql://{ref(names.url_host(env.sink.host.value))}:"
                         f"{ref(env.sink.port.value)}/{ref(sink_db)}"
                         + (env.sink.tls.url_parameters() if env.sink.tls else "")),
         user=ref(env.sink.user.value),
         password=ref(env.sink.password.value),
-        topics=(),
-        collection_name_format="",
-        drop_key_field=None,
+        topics=topics,
+        collection_name_format=collection_name_format,
+        drop_key_field=drop_key_field,
         tasks_max=env.sink_tasks_max,
         batch_size=env.sink_batch_size,
         pool_size=env.sink_connection_pool_size,
         dead_letter_topic=(f"{DEAD_LETTER_PREFIX}.{name}" if env.sink.dead_letter_queue
                            else None),
+        customer=customer,
+        owner=owner,
+        topics_regex=topics_regex,
+        tenant_route_regex=tenant_route_regex,
     )
